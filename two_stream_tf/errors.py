@@ -1,0 +1,10 @@
+"""Errors caused by user input.
+
+A `UserError` is a mistake in what the user gave us (a file, a line in it, a video, a flag), not a bug.
+Its message names what is wrong and where. Entry points print the message without a traceback and exit
+with status 2; library callers can catch it like any exception.
+"""
+
+
+class UserError(Exception):
+    """Bad user input: the message says what is wrong and where (file:line, video, flag)."""

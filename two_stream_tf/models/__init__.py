@@ -1,0 +1,1 @@
+"""Keras models: backbone registry, spatial and temporal streams, TSN consensus and fusion."""

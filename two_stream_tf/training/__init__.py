@@ -1,0 +1,1 @@
+"""Training: distribution strategies, learning-rate schedules, callbacks and the fit loop."""
