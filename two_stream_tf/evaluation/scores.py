@@ -1,0 +1,109 @@
+"""Per-video score files: what evaluation writes and fusion reads.
+
+A score file is an `.npz` of plain arrays, loadable with `np.load(path, allow_pickle=False)`:
+
+  videos   (N,)   str      video ids, e.g. "v_ApplyEyeMakeup_g01_c01"
+  labels   (N,)   int64    0-based true class of each video
+  scores   (N, K) float32  softmax averaged over the video's views (rows sum to 1)
+  classes  (K,)   str      class names, index = label
+"""
+import dataclasses
+import io
+import os
+
+import numpy as np
+
+from two_stream_tf.errors import UserError
+from two_stream_tf.training import atomic
+
+_KEYS = ("videos", "labels", "scores", "classes")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class VideoScores:
+    """Class scores of a set of videos, with their true labels and the class names.
+
+    Attributes:
+      videos: `(N,)` str array of video ids.
+      labels: `(N,)` int64 array of 0-based labels.
+      scores: `(N, K)` float32 array of class scores (averaged softmax).
+      classes: `(K,)` str array of class names.
+    """
+
+    videos: np.ndarray
+    labels: np.ndarray
+    scores: np.ndarray
+    classes: np.ndarray
+
+    def __post_init__(self):
+        videos = np.asarray(self.videos, dtype=str).reshape(-1)
+        labels = np.asarray(self.labels).astype(np.int64).reshape(-1)
+        scores = np.asarray(self.scores, dtype=np.float32)
+        classes = np.asarray(self.classes, dtype=str).reshape(-1)
+        if scores.ndim != 2:
+            raise ValueError(f"scores must be (videos, classes), got shape {scores.shape}")
+        if not len(videos) == len(labels) == scores.shape[0]:
+            raise ValueError(f"{len(videos)} videos, {len(labels)} labels and {scores.shape[0]} score rows differ")
+        if scores.shape[1] != len(classes):
+            raise ValueError(f"{scores.shape[1]} score columns but {len(classes)} class names")
+        if len(labels) and (labels.min() < 0 or labels.max() >= len(classes)):
+            raise ValueError(f"labels must lie in [0, {len(classes)}), got {labels.min()}..{labels.max()}")
+        object.__setattr__(self, "videos", videos)
+        object.__setattr__(self, "labels", labels)
+        object.__setattr__(self, "scores", scores)
+        object.__setattr__(self, "classes", classes)
+
+    def __len__(self):
+        return len(self.videos)
+
+    @property
+    def num_classes(self):
+        return len(self.classes)
+
+    @property
+    def predictions(self):
+        """`(N,)` int64: the top-scoring class of each video."""
+        return np.argmax(self.scores, axis=1)
+
+    def reordered(self, videos):
+        """The same scores in the order of `videos` (every id must be present)."""
+        position = {video: i for i, video in enumerate(self.videos)}
+        order = np.array([position[video] for video in videos], dtype=np.int64)
+        return VideoScores(self.videos[order], self.labels[order], self.scores[order], self.classes)
+
+
+def save_scores(path, video_scores):
+    """Writes a score file atomically (see the module docstring for its arrays).
+
+    Args:
+      path: destination, conventionally ending in `.npz`.
+      video_scores: a `VideoScores`.
+    """
+    buffer = io.BytesIO()
+    np.savez(buffer, videos=video_scores.videos, labels=video_scores.labels,
+             scores=video_scores.scores, classes=video_scores.classes)
+    atomic.write_bytes(path, buffer.getvalue())
+
+
+def load_scores(path):
+    """Reads a score file written by `save_scores`.
+
+    Raises:
+      UserError: the file is missing, is not an `.npz`, or lacks or mis-shapes one of its arrays.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise UserError(f"score file not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [key for key in _KEYS if key not in data.files]
+            if missing:
+                raise UserError(f"{path}: not a score file, missing array(s) {', '.join(missing)} "
+                                f"(has {', '.join(data.files) or 'none'})")
+            arrays = {key: data[key] for key in _KEYS}
+    except (OSError, ValueError) as error:
+        raise UserError(f"{path}: cannot read as a score file (.npz of plain arrays): {error}") from None
+    try:
+        return VideoScores(**arrays)
+    except ValueError as error:
+        raise UserError(f"{path}: inconsistent score file: {error}") from None
