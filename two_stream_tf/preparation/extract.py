@@ -1,0 +1,162 @@
+"""One video in, RGB JPEGs and quantised x/y flow JPEGs out, committed atomically (see `output`)."""
+import dataclasses
+import os
+import shutil
+import time
+
+import cv2
+import numpy as np
+
+from two_stream_tf.data.layouts import LAYOUTS
+from two_stream_tf.flow.compute import get_optical_flow
+from two_stream_tf.flow.quantize import DEFAULT_BOUND, quantize_flow
+from two_stream_tf.preparation.discovery import video_id as video_id_of
+from two_stream_tf.preparation.output import OutputFolder
+from two_stream_tf.preparation.settings import DEFAULT_SIZE, ExtractionSettings
+from two_stream_tf.preparation.video import VideoReadError, read_frames
+
+EXTRACTED, SKIPPED, FAILED = "extracted", "skipped", "failed"
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoResult:
+    """What happened to one video.
+
+    Attributes:
+      video_id: the video's id (its folder name under the output root).
+      source: the video file.
+      status: "extracted" (written now), "skipped" (done before with the same settings) or "failed".
+      num_frames: RGB frames on disk.
+      num_flow: flow pairs on disk (num_frames - 1, or 0 without flow).
+      error: why it failed, else None.
+      seconds: time spent on it in this run.
+    """
+
+    video_id: str
+    source: str
+    status: str
+    num_frames: int = 0
+    num_flow: int = 0
+    error: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def ok(self):
+        return self.status != FAILED
+
+
+def extract_video(video_path, output_root, *, video_id=None, layout="tsn", size=DEFAULT_SIZE, short_side=None,
+                  flow_method="tvl1", bound=DEFAULT_BOUND, jpeg_quality=95, max_frames=None, overwrite=False):
+    """Decodes a video and writes its RGB frames and optical flow as JPEGs.
+
+    Frames are resized (bilinear) to `size`, or so the short side is `short_side`; flow is computed between
+    consecutive resized grayscale frames, quantised with `bound` (`two_stream_tf.flow.quantize`) and written
+    as grayscale x and y JPEGs. A video of N frames gives N RGB images and N - 1 flow pairs; pair i is the
+    motion from frame i to frame i + 1. File names come from the layout. Nothing is visible under the video's
+    name until all its files are written; a video already done with the same settings is skipped.
+
+    Args:
+      video_path: the video file.
+      output_root: the dataset root to write into.
+      video_id: the output folder name; default the file name without extension.
+      layout: a key of `two_stream_tf.data.layouts.LAYOUTS`.
+      size: output `(width, height)`; None keeps the decoded size. Ignored when `short_side` is given.
+      short_side: resize so the shorter side has this many pixels, keeping the aspect ratio.
+      flow_method: "tvl1", "dis", "farneback" or "none".
+      bound: flow quantisation bound in pixels.
+      jpeg_quality: 0..100.
+      max_frames: stop after this many frames (None: all).
+      overwrite: re-extract even if done.
+
+    Returns:
+      A `VideoResult`. Unreadable, empty or corrupt videos give status "failed" with the reason.
+
+    Raises:
+      UserError: bad settings (naming the argument).
+    """
+    settings = ExtractionSettings(layout=layout, size=size, short_side=short_side, flow_method=flow_method,
+                                  bound=bound, jpeg_quality=jpeg_quality, max_frames=max_frames)
+    return extract_with_settings(video_path, output_root, settings, video_id=video_id, overwrite=overwrite)
+
+
+def extract_with_settings(video_path, output_root, settings, *, video_id=None, overwrite=False):
+    """`extract_video` with an `ExtractionSettings` (what the process pool and the Beam pipeline call)."""
+    started = time.perf_counter()
+    source = os.fspath(video_path)
+    video_id = video_id or video_id_of(source)
+    output = OutputFolder(output_root)
+    if not overwrite and output.is_done(video_id, settings):
+        return _done_result(output, video_id, source, SKIPPED, started)
+    output.create()
+    staging = output.new_staging(video_id)
+    try:
+        num_frames, num_flow = _write_video(source, staging, video_id, settings)
+        if not overwrite and output.is_done(video_id, settings):
+            # Another attempt (a retried Beam bundle) finished this video meanwhile: keep its files.
+            return _done_result(output, video_id, source, SKIPPED, started)
+        record = {"video": video_id, "source": source, "num_frames": num_frames, "num_flow": num_flow,
+                  "settings": settings.to_dict()}
+        output.commit(video_id, staging, settings.layout, record)
+    except (VideoReadError, cv2.error) as error:
+        return VideoResult(video_id, source, FAILED, error=_reason(error), seconds=time.perf_counter() - started)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return VideoResult(video_id, source, EXTRACTED, num_frames, num_flow, seconds=time.perf_counter() - started)
+
+
+def _done_result(output, video_id, source, status, started):
+    marker = output.read_marker(video_id)
+    return VideoResult(video_id, source, status, marker["num_frames"], marker["num_flow"],
+                       seconds=time.perf_counter() - started)
+
+
+def _reason(error):
+    if isinstance(error, cv2.error):
+        # OpenCV's message spans lines and names its source files; its last line says what went wrong.
+        lines = [line for line in str(error).splitlines() if line.strip()]
+        return "OpenCV error while decoding or writing: " + (lines[-1].strip() if lines else "unknown")
+    return str(error)
+
+
+def _write_video(source, staging, video_id, settings):
+    """Writes all files of one video under `staging`; returns (num_frames, num_flow)."""
+    layout = LAYOUTS[settings.layout]
+    with_flow = settings.flow_method != "none"
+    flow = get_optical_flow(settings.flow_method) if with_flow else None
+    params = [cv2.IMWRITE_JPEG_QUALITY, settings.jpeg_quality]
+    created = set()
+
+    def write(relative_path, image):
+        path = os.path.join(staging, relative_path)
+        folder = os.path.dirname(path)
+        if folder not in created:
+            os.makedirs(folder, exist_ok=True)
+            created.add(folder)
+        if not cv2.imwrite(path, image, params):
+            raise OSError(f"could not write {path}")
+
+    # FFmpeg decodes with as many threads as OpenCV is allowed, so one setting governs a worker's threads.
+    frames = read_frames(source, decoder_threads=cv2.getNumThreads())
+    num_frames = num_flow = 0
+    previous = None
+    output_size = None
+    for frame in frames:
+        if output_size is None:
+            output_size = settings.output_size(frame.shape[1], frame.shape[0])
+        if (frame.shape[1], frame.shape[0]) != output_size:
+            frame = cv2.resize(frame, output_size, interpolation=cv2.INTER_LINEAR)
+        write(layout.rgb_file(video_id, num_frames), frame)
+        if with_flow:
+            gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+            if previous is not None:
+                quantized = quantize_flow(flow.calc(previous, gray, None), settings.bound)
+                x_file, y_file = layout.flow_files(video_id, num_flow)
+                write(x_file, np.ascontiguousarray(quantized[..., 0]))
+                write(y_file, np.ascontiguousarray(quantized[..., 1]))
+                num_flow += 1
+            previous = gray
+        num_frames += 1
+        if settings.max_frames is not None and num_frames >= settings.max_frames:
+            frames.close()
+            break
+    return num_frames, num_flow

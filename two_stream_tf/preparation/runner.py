@@ -1,0 +1,203 @@
+"""Many videos: a resumable, parallel extraction run with a progress bar and a failure report."""
+import concurrent.futures
+import dataclasses
+import multiprocessing
+import os
+import time
+
+import cv2
+from tqdm.auto import tqdm
+
+from two_stream_tf.errors import UserError
+from two_stream_tf.flow.quantize import DEFAULT_BOUND
+from two_stream_tf.preparation.discovery import check_unique_ids, video_id
+from two_stream_tf.preparation.extract import EXTRACTED, FAILED, SKIPPED, VideoResult, extract_with_settings
+from two_stream_tf.preparation.output import OutputFolder
+from two_stream_tf.preparation.settings import DEFAULT_SIZE, ExtractionSettings
+from two_stream_tf.preparation.video import quiet_opencv_warnings
+
+
+@dataclasses.dataclass(frozen=True)
+class PrepareSummary:
+    """The outcome of `prepare_videos`.
+
+    Attributes:
+      output_root: where the frames are.
+      results: one `VideoResult` per input video, in input order.
+      seconds: wall time of the run.
+      report_path: the failure report (`path<TAB>reason` lines; only a header when nothing failed).
+    """
+
+    output_root: str
+    results: tuple
+    seconds: float
+    report_path: str
+
+    def _with_status(self, status):
+        return tuple(r for r in self.results if r.status == status)
+
+    @property
+    def extracted(self):
+        return self._with_status(EXTRACTED)
+
+    @property
+    def skipped(self):
+        return self._with_status(SKIPPED)
+
+    @property
+    def failed(self):
+        return self._with_status(FAILED)
+
+    @property
+    def frames_written(self):
+        """RGB frames written in this run (skipped videos not counted)."""
+        return sum(r.num_frames for r in self.extracted)
+
+    @property
+    def exit_code(self):
+        """0 when every video is done, 1 when some failed."""
+        return 1 if self.failed else 0
+
+    def describe(self):
+        """A few lines for people: counts, speed and each failure with its reason."""
+        speed = self.frames_written / self.seconds if self.seconds > 0 else 0.0
+        lines = [f"{len(self.results)} videos into {self.output_root}: {len(self.extracted)} extracted, "
+                 f"{len(self.skipped)} already done, {len(self.failed)} failed; {self.frames_written} frames "
+                 f"in {self.seconds:.1f} s ({speed:.1f} frames/s)"]
+        if self.failed:
+            lines.append(f"failed videos (also listed in {self.report_path}):")
+            lines.extend(f"  {r.source}: {r.error}" for r in self.failed)
+        return "\n".join(lines)
+
+
+def available_cpus():
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def prepare_videos(video_paths, output_root, *, workers=1, progress=True, opencv_threads=None, layout="tsn",
+                   size=DEFAULT_SIZE, short_side=None, flow_method="tvl1", bound=DEFAULT_BOUND, jpeg_quality=95,
+                   max_frames=None):
+    """Extracts RGB frames and optical flow of many videos, in parallel and resumably.
+
+    Videos already done with the same settings are skipped; temporary folders left by an interrupted run are
+    removed first. A video that cannot be read is recorded (summary and `.prepare/failures.tsv`) and the run
+    goes on. Each video goes to `<output_root>/<video_id>/…` (or the layout's folders), video id = file stem.
+
+    Args:
+      video_paths: video files (see `find_videos`); their stems must be unique.
+      output_root: the dataset root to write into.
+      workers: processes extracting videos side by side (1 = in this process).
+      progress: show a tqdm bar with videos/s and frames/s.
+      opencv_threads: OpenCV (and FFmpeg decoding) threads per worker; None = cores // workers, at least 1,
+        so OpenCV's own thread pool does not fight the process pool for cores.
+      layout, size, short_side, flow_method, bound, jpeg_quality, max_frames: as in `extract_video`.
+
+    Returns:
+      A `PrepareSummary`.
+
+    Raises:
+      UserError: bad arguments, duplicate video ids, an unwritable output, or another run on the output.
+    """
+    settings = ExtractionSettings(layout=layout, size=size, short_side=short_side, flow_method=flow_method,
+                                  bound=bound, jpeg_quality=jpeg_quality, max_frames=max_frames)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise UserError(f"workers must be a whole number ≥ 1, got {workers!r}")
+    if opencv_threads is not None and (not isinstance(opencv_threads, int) or opencv_threads < 1):
+        raise UserError(f"opencv_threads must be a whole number ≥ 1, got {opencv_threads!r}")
+    paths = [os.fspath(p) for p in video_paths]
+    check_unique_ids(paths)
+    threads = opencv_threads or max(1, available_cpus() // workers)
+    output = OutputFolder(output_root)
+    started = time.perf_counter()
+    with output.exclusive():
+        output.clean_staging()
+        results = {}
+        pending = []
+        for path in paths:
+            if output.is_done(video_id(path), settings):
+                marker = output.read_marker(video_id(path))
+                results[path] = VideoResult(video_id(path), path, SKIPPED, marker["num_frames"], marker["num_flow"])
+            else:
+                pending.append(path)
+        with tqdm(total=len(paths), initial=len(results), unit="video", disable=not progress,
+                  desc="prepare", dynamic_ncols=True) as bar:
+            counter = _Progress(bar, started)
+            for result in _run(pending, output.root, settings, workers, threads):
+                results[result.source] = result
+                counter.update(result)
+        output.clean_staging()
+        report = output.write_failure_report((r.source, r.error) for r in results.values() if r.status == FAILED)
+    return PrepareSummary(output.root, tuple(results[p] for p in paths), time.perf_counter() - started, report)
+
+
+class _Progress:
+    """Keeps the bar's frames/s and failure count up to date."""
+
+    def __init__(self, bar, started):
+        self.bar, self.started, self.frames, self.failed = bar, started, 0, 0
+
+    def update(self, result):
+        self.frames += result.num_frames if result.status == EXTRACTED else 0
+        self.failed += result.status == FAILED
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        self.bar.set_postfix_str(f"{self.frames / elapsed:.1f} frames/s, {self.failed} failed", refresh=False)
+        self.bar.update(1)
+
+
+def _run(paths, output_root, settings, workers, threads):
+    """Yields a `VideoResult` per path as videos finish."""
+    if not paths:
+        return
+    if workers == 1:
+        previous = cv2.getNumThreads()
+        cv2.setNumThreads(threads)
+        try:
+            for path in paths:
+                yield _extract_one(path, output_root, settings)
+        finally:
+            cv2.setNumThreads(previous)
+        return
+    # "spawn": forking a process that already runs threads (TensorFlow, a notebook kernel) can deadlock.
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(min(workers, len(paths)), mp_context=context,
+                                                initializer=_init_worker, initargs=(threads,)) as pool:
+        futures = [pool.submit(_extract_one, path, output_root, settings) for path in paths]
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                yield future.result()
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+
+
+def _init_worker(threads):
+    cv2.setNumThreads(threads)
+    quiet_opencv_warnings()  # the failure report says which videos could not be read
+    _die_with_parent()
+
+
+def _die_with_parent():
+    """Linux: have the kernel kill this worker when the parent dies, so no orphan keeps writing."""
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
+def _extract_one(path, output_root, settings):
+    try:
+        return extract_with_settings(path, output_root, settings)
+    except (KeyboardInterrupt, UserError):
+        raise
+    except Exception as error:  # a bad video must not stop the run; say what happened
+        return VideoResult(video_id(path), path, FAILED, error=f"{type(error).__name__}: {error}")
