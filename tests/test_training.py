@@ -1,0 +1,196 @@
+"""Training building blocks: schedules, checkpoint names, atomic writes, backups that resume, CSV log, strategies."""
+import csv
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from two_stream_tf.errors import UserError
+from two_stream_tf.training import atomic, callbacks, checkpoints, losses, schedules, strategy, summaries
+
+
+def _values(schedule, steps):
+    return [float(schedule(step)) for step in steps]
+
+
+def test_step_schedule_is_tsn_rgb_solver():
+    # TSN RGB: lr 0.001, x0.1 every 1,500 iterations.
+    schedule = schedules.build_schedule("step", 0.001, boundaries=[1500, 3000])
+    np.testing.assert_allclose(_values(schedule, [0, 1499, 1500, 2999, 3000, 3499]),
+                               [1e-3, 1e-3, 1e-4, 1e-4, 1e-5, 1e-5], rtol=1e-5)
+
+
+def test_cosine_and_warmup():
+    cosine = schedules.build_schedule("cosine", 0.1, total_steps=100)
+    np.testing.assert_allclose(_values(cosine, [0, 50, 100, 150]), [0.1, 0.05, 0.0, 0.0], atol=1e-7)
+    warm = schedules.build_schedule("step", 0.1, boundaries=[200], warmup_steps=10)
+    np.testing.assert_allclose(_values(warm, [0, 5, 10, 199, 200]), [0.0, 0.05, 0.1, 0.1, 0.01], rtol=1e-5)
+    assert schedules.build_schedule("constant", 0.01) == 0.01
+    with pytest.raises(ValueError, match="unknown schedule 'linear'"):
+        schedules.build_schedule("linear", 0.1)
+
+
+def test_schedules_survive_keras_serialization():
+    warm = schedules.LinearWarmup(schedules.StepDecay(0.1, [20], 0.5), 4)
+    config = keras.saving.serialize_keras_object(warm)
+    restored = keras.saving.deserialize_keras_object(json.loads(json.dumps(config)))
+    np.testing.assert_allclose(_values(restored, [2, 10, 25]), _values(warm, [2, 10, 25]))
+
+
+def test_label_smoothing_loss_matches_keras_categorical():
+    probabilities = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]], dtype=np.float32)
+    labels = np.array([0, 1])
+    ours = losses.SparseCategoricalCrossentropy(label_smoothing=0.1)(labels, probabilities)
+    reference = keras.losses.CategoricalCrossentropy(label_smoothing=0.1)(np.eye(3)[labels], probabilities)
+    np.testing.assert_allclose(float(ours), float(reference), rtol=1e-6)
+    plain = losses.SparseCategoricalCrossentropy()(labels, probabilities)
+    np.testing.assert_allclose(float(plain), -np.mean(np.log([0.7, 0.1])), rtol=1e-5)
+
+
+def test_periodic_checkpoint_names():
+    assert checkpoints.periodic_name(7, 0.8123, 0.799) == "007.0.8123.0.7990.keras"
+    parsed = checkpoints.parse_periodic_name("runs/x/012.1.0000.0.9500.keras")
+    assert (parsed.epoch, parsed.best_top1, parsed.current_top1) == (12, 1.0, 0.95)
+    assert checkpoints.parse_periodic_name("best.keras") is None
+    assert checkpoints.parse_periodic_name(".007.0.8123.0.7990.keras.tmp-ab.keras") is None
+
+
+def test_atomic_output_keeps_the_old_file_when_the_writer_fails(tmp_path):
+    path = tmp_path / "metrics.json"
+    atomic.write_text(path, "old")
+    with pytest.raises(RuntimeError):
+        with atomic.atomic_output(path) as tmp:
+            assert os.path.dirname(tmp) == str(tmp_path) and tmp.endswith(".json")
+            with open(tmp, "w") as handle:
+                handle.write("half")
+            raise RuntimeError("killed")
+    assert path.read_text() == "old" and os.listdir(tmp_path) == ["metrics.json"]
+    # A file a SIGKILL left behind is recognised and removed.
+    (tmp_path / ".best.keras.tmp-x1y2.keras").write_bytes(b"PK\x03")
+    assert atomic.remove_stale_temporaries(tmp_path) == [".best.keras.tmp-x1y2.keras"]
+
+
+def _tiny_model():
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    model.compile(keras.optimizers.SGD(0.1, momentum=0.9), "sparse_categorical_crossentropy",
+                  metrics=[keras.metrics.SparseTopKCategoricalAccuracy(1, name="top1")])
+    return model
+
+
+class _Crash(keras.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise RuntimeError("simulated crash")
+
+
+def _data():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 4)).astype("float32")
+    return x, np.argmax(x[:, :3], axis=1)
+
+
+def test_backup_restore_resumes_epochs_and_logs(tmp_path):
+    x, y = _data()
+    backup_dir, csv_path = str(tmp_path / "backup"), str(tmp_path / "log.csv")
+
+    def run(extra):
+        model = _tiny_model()
+        cbs = [callbacks.AtomicBackupAndRestore(backup_dir), callbacks.LearningRateLogger(),
+               callbacks.ResumableCSVLogger(csv_path), callbacks.EpochCheckpoints(tmp_path, total_epochs=5),
+               summaries.EpochScalars(str(tmp_path / "tb"))] + extra
+        history = model.fit(x, y, batch_size=8, epochs=5, validation_data=(x, y), callbacks=cbs, verbose=0)
+        return model, cbs[0], history
+
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run([_Crash(3)])
+    state = callbacks.AtomicBackupAndRestore.read_state(backup_dir)
+    assert state == {"epoch": 3, "batch": 0}
+    # The optimizer step counter is part of the backup (12 = 3 epochs x 4 batches).
+    model, backup, history = run([])
+    assert backup.restored == (3, 0) and history.epoch == [3, 4]
+    assert int(model.optimizer.iterations) == 20
+    with open(csv_path) as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3, 4]
+    assert float(rows[0]["learning_rate"]) == pytest.approx(0.1)
+    assert not os.path.exists(backup_dir)  # removed once training completed
+    names = sorted(os.listdir(tmp_path))
+    periodic = [c.epoch for c in checkpoints.list_periodic(tmp_path)]
+    assert periodic == [1, 2, 3, 4, 5] and "best.keras" in names
+    # The best value carried over the restart: the name of epoch 5 holds the best of all five epochs.
+    best = max(float(r["val_top1"]) for r in rows)
+    assert checkpoints.latest_periodic(tmp_path).best_top1 == pytest.approx(best, abs=1e-4)
+    reloaded = keras.models.load_model(checkpoints.find_model_file(str(tmp_path)))
+    # TensorBoard scalars of all five epochs, the repeated ones once more after the restart.
+    scalars = summaries.read_events(str(tmp_path / "tb" / "validation"))["epoch_top1"]
+    assert sorted({step for step, _ in scalars}) == [0, 1, 2, 3, 4]
+    assert reloaded.output_shape == (None, 3)
+
+
+def test_mid_epoch_backup_restarts_the_interrupted_epoch(tmp_path):
+    x, y = _data()
+    backup_dir = str(tmp_path / "backup")
+
+    class CrashAtBatch(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            if self.model.optimizer.iterations.numpy() == 6:
+                raise RuntimeError("crash mid-epoch")
+
+    model = _tiny_model()
+    with pytest.raises(RuntimeError):
+        model.fit(x, y, batch_size=8, epochs=3, verbose=0,
+                  callbacks=[callbacks.AtomicBackupAndRestore(backup_dir, save_freq=1), CrashAtBatch()])
+    # Batches 0..1 of epoch 1 (0-based) were done: the backup says epoch 1, batch 1.
+    assert callbacks.AtomicBackupAndRestore.read_state(backup_dir) == {"epoch": 1, "batch": 1}
+    weights_before = [w.copy() for w in model.get_weights()]
+    model = _tiny_model()
+    history = model.fit(x, y, batch_size=8, epochs=3, verbose=0,
+                        callbacks=[callbacks.AtomicBackupAndRestore(backup_dir, save_freq=1)])
+    assert history.epoch == [1, 2]
+    assert not np.allclose(weights_before[0], model.get_weights()[0])
+
+
+def test_confusion_matrix_and_inputs_reach_tensorboard(tmp_path):
+    x, y = _data()
+    model = _tiny_model()
+    images = callbacks.TensorBoardImages(tmp_path, samples=np.zeros((2, 8, 8, 4), np.float32) + 0.5,
+                                         stream="temporal", classes=["a", "b", "c"], validation=(x, y))
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[images])
+    confusion = images.confusion()
+    assert confusion.sum() == 32 and confusion.shape == (3, 3)
+    events = summaries.read_events(str(tmp_path / "images"))
+    assert events["inputs/flow_colour"] == [(0, 2)] and events["confusion_matrix"] == [(0, 1)]
+
+
+def test_display_rgb_inverts_the_normalisations():
+    pixels = np.array([[0.0, 128.0, 255.0]], dtype=np.float32)
+    np.testing.assert_array_equal(callbacks.display_rgb(pixels / 127.5 - 1, "tf"), [[0, 128, 255]])
+    caffe = pixels[..., ::-1] - np.array([103.939, 116.779, 123.68])
+    np.testing.assert_array_equal(callbacks.display_rgb(caffe, "caffe"), [[0, 128, 255]])
+    torch = (pixels / 255 - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]
+    np.testing.assert_array_equal(callbacks.display_rgb(torch, "torch"), [[0, 128, 255]])
+
+
+def test_strategy_names():
+    assert strategy.resolve_name("auto") == "one_device"  # this machine: no TPU, no GPU, no TF_CONFIG
+    assert isinstance(strategy.create_strategy("one_device"), tf.distribute.OneDeviceStrategy)
+    with pytest.raises(UserError, match="unknown strategy 'gpus'; one of auto, one_device"):
+        strategy.create_strategy("gpus")
+    assert strategy.is_chief(strategy.create_strategy("one_device"))
+
+
+def test_multi_worker_without_tf_config_is_a_user_error(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(UserError, match="strategy 'multi_worker' needs the TF_CONFIG environment variable"):
+        strategy.create_strategy("multi_worker")
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    with pytest.raises(UserError, match="TF_CONFIG environment variable is not valid JSON"):
+        strategy.create_strategy("multi_worker")

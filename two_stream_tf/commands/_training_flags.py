@@ -1,0 +1,259 @@
+"""absl flags shared by `two-stream train` and `two-stream evaluate`, their checks, and the flag runner.
+
+Both commands take the same flags, so one recipe (a flagfile in `experiments/configs/`) drives training
+and the test protocol: `two-stream train --flagfile=R.cfg`, then `two-stream evaluate --flagfile=R.cfg`.
+Flags are parsed into a private `absl.flags.FlagValues` per call (no global state), turned into plain
+values, checked, and handed to library functions, which never read flags.
+
+Every check runs before any work and raises `UserError` with a message that starts with the flag.
+"""
+import os
+import sys
+
+from absl import flags
+
+from two_stream_tf.errors import UserError
+
+STREAMS = ("spatial", "temporal", "fusion")
+LAYOUT_NAMES = ("auto", "tsn", "denseflow", "twostreamfusion", "mmaction2")
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+
+
+def define_data_flags(fv):
+    """Dataset flags: frames, layout, split files, classes."""
+    flags.DEFINE_string("frames_root", None, "Folder of the frame folders (RGB frames and flow images).",
+                        flag_values=fv)
+    flags.DEFINE_enum("layout", "auto", LAYOUT_NAMES, "Frame layout of --frames_root (auto: detect).",
+                      flag_values=fv)
+    flags.DEFINE_string("split_dir", None, "Folder of the split files (UCF-101 classInd.txt/trainlist0N.txt/"
+                        "testlist0N.txt, or HMDB-51 <class>_test_splitN.txt).", flag_values=fv)
+    flags.DEFINE_integer("split", 1, "Split number.", lower_bound=1, upper_bound=3, flag_values=fv)
+    flags.DEFINE_enum("dataset", "auto", ("auto", "ucf101", "hmdb51"), "Kind of split files.", flag_values=fv)
+    flags.DEFINE_string("class_subset", None, "Classes to keep: comma-separated names, or a classInd-style "
+                        "file; labels become 0..k-1 in this order.", flag_values=fv)
+    flags.DEFINE_boolean("index_cache", True, "Cache the frame counts of --frames_root in a JSON file there.",
+                         flag_values=fv)
+
+
+def define_model_flags(fv):
+    """Model flags: stream, backbone, input."""
+    flags.DEFINE_enum("stream", None, STREAMS, "Which model: the spatial (RGB) stream, the temporal (flow) "
+                      "stream, or a fusion of two trained streams.", flag_values=fv)
+    flags.DEFINE_string("backbone", "xception", "Backbone name (see two_stream_tf.models.list_backbones()).",
+                        flag_values=fv)
+    flags.DEFINE_list("backbone_kwargs", [], "Extra backbone arguments as key=value, e.g. alpha=0.25.",
+                      flag_values=fv)
+    flags.DEFINE_string("weights", "imagenet", "Backbone weights: imagenet, none, or a Keras weights file "
+                        "(the temporal stream gets TSN's cross-modality init from them).", flag_values=fv)
+    flags.DEFINE_integer("image_size", None, "Input side in pixels (default: the backbone's).", lower_bound=32,
+                         flag_values=fv)
+    flags.DEFINE_float("dropout", None, "Dropout before the classifier (default: the stream's; TSN uses "
+                       "0.8 RGB / 0.7 flow).", lower_bound=0.0, upper_bound=0.99, flag_values=fv)
+    flags.DEFINE_boolean("partial_bn", False, "Freeze all batch normalisation layers but the first (TSN).",
+                         flag_values=fv)
+    flags.DEFINE_integer("num_segments", 0, "TSN segments per video in training (0: one snippet, classic "
+                         "two-stream).", lower_bound=0, flag_values=fv)
+    flags.DEFINE_integer("stack_length", 10, "Flow pairs per stack (10 classic, 5 TSN).", lower_bound=1,
+                         flag_values=fv)
+    flags.DEFINE_string("spatial_model", None, "--stream=fusion: trained spatial stream (.keras or model_dir).",
+                        flag_values=fv)
+    flags.DEFINE_string("temporal_model", None, "--stream=fusion: trained temporal stream (.keras or model_dir).",
+                        flag_values=fv)
+    flags.DEFINE_string("fusion", "recurrent", "--stream=fusion: how to fuse the frozen streams' features.",
+                        flag_values=fv)
+
+
+def define_training_flags(fv):
+    """Optimisation, distribution and run flags."""
+    flags.DEFINE_integer("batch_size", 32, "Global batch size (split across replicas).", lower_bound=1,
+                         flag_values=fv)
+    flags.DEFINE_integer("epochs", None, "Epochs to train (or give --train_steps).", lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("train_steps", None, "Optimizer steps to train; epochs = ceil(train_steps / "
+                         "steps_per_epoch).", lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("steps_per_epoch", None, "Steps per epoch (default: one pass over the training list).",
+                         lower_bound=1, flag_values=fv)
+    flags.DEFINE_enum("optimizer", "sgd", OPTIMIZERS, "Optimizer.", flag_values=fv)
+    flags.DEFINE_float("learning_rate", 0.001, "Base learning rate.", lower_bound=0.0, flag_values=fv)
+    flags.DEFINE_float("momentum", 0.9, "SGD / RMSprop momentum.", lower_bound=0.0, upper_bound=1.0, flag_values=fv)
+    flags.DEFINE_float("weight_decay", 5e-4, "Weight decay (not on biases and BN).", lower_bound=0.0,
+                       flag_values=fv)
+    flags.DEFINE_enum("lr_schedule", "step", ("constant", "step", "cosine"), "Learning-rate schedule.",
+                      flag_values=fv)
+    flags.DEFINE_list("lr_boundaries", [], "--lr_schedule=step: optimizer steps where the rate is multiplied "
+                      "by --lr_decay.", flag_values=fv)
+    flags.DEFINE_float("lr_decay", 0.1, "--lr_schedule=step: the factor.", lower_bound=0.0, flag_values=fv)
+    flags.DEFINE_integer("warmup_steps", 0, "Linear warm-up steps.", lower_bound=0, flag_values=fv)
+    flags.DEFINE_float("label_smoothing", 0.0, "Label smoothing.", lower_bound=0.0, upper_bound=0.99,
+                       flag_values=fv)
+    flags.DEFINE_float("clip_norm", 0.0, "Clip gradients to this global norm (0: off; TSN 40 RGB / 20 flow).",
+                       lower_bound=0.0, flag_values=fv)
+    flags.DEFINE_boolean("mixed_precision", False, "Mixed precision (float16 on GPU, bfloat16 on TPU/CPU).",
+                         flag_values=fv)
+    flags.DEFINE_boolean("jit_compile", False, "Compile the training step with XLA.", flag_values=fv)
+    flags.DEFINE_enum("strategy", "auto", ("auto", "one_device", "mirrored", "multi_worker", "tpu"),
+                      "tf.distribute strategy (multi_worker reads TF_CONFIG).", flag_values=fv)
+    flags.DEFINE_string("tpu", None, "--strategy=tpu: TPU name or address.", flag_values=fv)
+    flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical devices (0: no split), e.g. "
+                         "to try --strategy=mirrored without GPUs.", lower_bound=0, flag_values=fv)
+    flags.DEFINE_string("model_dir", None, "Folder for checkpoints, backups, logs and the flags used.",
+                        flag_values=fv)
+    flags.DEFINE_integer("seed", 0, "Random seed (weights, sampling, augmentation).", flag_values=fv)
+    flags.DEFINE_boolean("deterministic", False, "Deterministic tf.data order (slower).", flag_values=fv)
+    flags.DEFINE_integer("shuffle_buffer", None, "tf.data shuffle buffer in videos (default: the pipeline's).",
+                         lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("data_threads", 0, "tf.data private thread pool size (0: shared default).",
+                         lower_bound=0, flag_values=fv)
+    flags.DEFINE_boolean("validation", True, "Validate on the test list every --validation_freq epochs "
+                         "(one centre snippet per segment).", flag_values=fv)
+    flags.DEFINE_integer("validation_freq", 1, "Epochs between validations.", lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("validation_videos", 0, "Validate on this many test videos (0: all).", lower_bound=0,
+                         flag_values=fv)
+    flags.DEFINE_integer("checkpoint_every", 1, "Epochs between periodic checkpoints.", lower_bound=1,
+                         flag_values=fv)
+    flags.DEFINE_integer("backup_every_steps", 0, "Back up the training state every this many steps (0: at "
+                         "the end of each epoch).", lower_bound=0, flag_values=fv)
+    flags.DEFINE_boolean("tensorboard_images", True, "Write sample inputs and confusion matrices to "
+                         "TensorBoard.", flag_values=fv)
+    flags.DEFINE_integer("verbose", 1, "Keras fit verbosity (1: progress bar, 2: one line per epoch).",
+                         lower_bound=0, upper_bound=2, flag_values=fv)
+
+
+def define_protocol_flags(fv):
+    """Test-protocol flags, used by `evaluate`."""
+    flags.DEFINE_integer("test_snippets", 25, "Snippets per test video (evenly spaced).", lower_bound=1,
+                         flag_values=fv)
+    flags.DEFINE_enum("test_crops", "10", ("1", "3", "10"), "Crops per snippet: 1 centre, 3 along the long "
+                      "side, 10 = 4 corners + centre and their mirrors.", flag_values=fv)
+    flags.DEFINE_string("checkpoint", None, "evaluate: model to test (.keras file or model_dir; default "
+                        "--model_dir's best checkpoint).", flag_values=fv)
+    flags.DEFINE_enum("subset", "test", ("test", "train"), "evaluate: which list of the split.", flag_values=fv)
+    flags.DEFINE_string("output_dir", None, "evaluate: where to write scores and metrics (default "
+                        "<model_dir>/evaluation_split<N>).", flag_values=fv)
+    flags.DEFINE_integer("max_videos", 0, "evaluate: score only the first N videos (0: all).", lower_bound=0,
+                         flag_values=fv)
+    flags.DEFINE_integer("eval_batch_size", 1, "evaluate: videos per step.", lower_bound=1, flag_values=fv)
+
+
+def define_all(fv):
+    define_data_flags(fv)
+    define_model_flags(fv)
+    define_training_flags(fv)
+    define_protocol_flags(fv)
+
+
+def parse(fv, argv, prog):
+    """Parses `argv` (without the program name) into `fv`.
+
+    Returns:
+      None after printing help for `-h/--help/--helpfull`, else `fv`.
+
+    Raises:
+      UserError: unknown flags, bad values, unreadable flagfiles, positional arguments.
+    """
+    if any(arg in ("-h", "--help", "--helpshort", "--helpfull", "-help") for arg in argv):
+        print(f"usage: {prog} [--flagfile=recipe.cfg] [--flag=value ...]\n")
+        print(fv.get_help(include_special_flags=False))
+        return None
+    try:
+        rest = fv([prog] + list(argv))
+    except flags.CantOpenFlagFileError as error:
+        raise UserError(f"--flagfile: {str(error).replace('ERROR:: ', '')}") from None
+    except flags.Error as error:
+        raise UserError(str(error)) from None
+    if len(rest) > 1:
+        raise UserError(f"unexpected argument(s) {' '.join(rest[1:])!r}: flags are written --name=value")
+    return fv
+
+
+def require(fv, *names):
+    """Raises UserError naming the first of `names` that was not given."""
+    for name in names:
+        if fv[name].value in (None, ""):
+            raise UserError(f"--{name} is required")
+
+
+def parse_kwargs(values, flag="backbone_kwargs"):
+    """`["alpha=0.25", "depth_multiplier=1"]` → `{"alpha": 0.25, "depth_multiplier": 1}` (ints, floats,
+    booleans and None are converted; anything else stays a string)."""
+    result = {}
+    for item in values:
+        if "=" not in item or not item.split("=", 1)[0].strip():
+            raise UserError(f"--{flag}: expected key=value, got {item!r}")
+        key, text = (part.strip() for part in item.split("=", 1))
+        lowered = text.lower()
+        if lowered in ("true", "false"):
+            value = lowered == "true"
+        elif lowered == "none":
+            value = None
+        else:
+            try:
+                value = int(text)
+            except ValueError:
+                try:
+                    value = float(text)
+                except ValueError:
+                    value = text
+        result[key] = value
+    return result
+
+
+def parse_int_list(values, flag):
+    """`["1500", "3000"]` → `[1500, 3000]`, increasing and positive."""
+    try:
+        numbers = [int(v) for v in values]
+    except ValueError:
+        raise UserError(f"--{flag}: expected comma-separated integers, got {','.join(values)!r}") from None
+    if any(n <= 0 for n in numbers) or numbers != sorted(set(numbers)):
+        raise UserError(f"--{flag}: steps must be positive and increasing, got {','.join(values)}")
+    return numbers
+
+
+def class_subset(value):
+    """The `--class_subset` value as the split readers take it: a file path, a list of names, or None."""
+    if not value:
+        return None
+    if os.path.isfile(value):
+        return value
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    if len(names) == 1 and (os.sep in value or value.endswith(".txt")):
+        raise UserError(f"--class_subset: file not found: {value}")
+    return names
+
+
+def check_folder(fv, name):
+    path = fv[name].value
+    if not os.path.isdir(path):
+        what = "not a folder" if os.path.exists(path) else "folder not found"
+        raise UserError(f"--{name}: {what}: {path}")
+
+
+def check_weights(value):
+    """`--weights` as the model builders take it: "imagenet", None or an existing file."""
+    if value in ("imagenet",):
+        return value
+    if value is None or value.lower() in ("none", ""):
+        return None
+    if not os.path.isfile(value):
+        raise UserError(f"--weights: file not found: {value} (use imagenet, none, or a Keras weights file)")
+    return value
+
+
+def check_backbone(name, kwargs):
+    from two_stream_tf import models
+    try:
+        spec = models.get_backbone(name)
+    except UserError as error:
+        raise UserError(f"--backbone: {error}") from None
+    return spec
+
+
+def run(main, argv, prog):
+    """Runs a command's `main(argv)` as a script: UserError → message on stderr, exit status 2."""
+    try:
+        return int(main(argv) or 0)
+    except UserError as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,303 @@
+"""Callbacks for crash-safe training runs: backups, named checkpoints, a resumable CSV log, TensorBoard images.
+
+Everything written goes through `two_stream_tf.training.atomic`, so killing the process at any instant
+leaves files that load. Rerunning the same command resumes: `BackupAndRestore` restores the weights,
+optimizer state and epoch counter, and the CSV log and checkpoint history drop the rows of epochs that
+are trained again.
+"""
+import csv
+import io
+import json
+import os
+
+import h5py
+import keras
+import numpy as np
+import tensorflow as tf
+
+from two_stream_tf.training import atomic, checkpoints, summaries
+
+
+class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """`keras.callbacks.BackupAndRestore` whose backup is one file replaced atomically.
+
+    Keras writes the weights and the epoch counter to two files in place, so a kill while writing can
+    leave a truncated weights file or a counter that does not match the weights. Here the weights and
+    optimizer state go to a temporary `.weights.h5` in the backup folder, the epoch counter is stored as
+    attributes of that same file, and `os.replace` swaps it in: the backup on disk is always whole.
+
+    Args:
+      backup_dir: folder of the backup (read on every worker; shared by all workers of a cluster).
+      save_freq: "epoch" or a number of batches between backups (mid-epoch backups; a restart repeats
+        the interrupted epoch from its start with the weights of the last backup).
+      write_dir: where this process writes its backups (default `backup_dir`); non-chief workers of
+        a cluster pass a private folder so that only the chief's backup is kept.
+      delete_checkpoint: remove the backup when training completes.
+    """
+
+    FILE_NAME = "backup.weights.h5"
+
+    def __init__(self, backup_dir, save_freq="epoch", write_dir=None, delete_checkpoint=True):
+        super().__init__(backup_dir, save_freq=save_freq, double_checkpoint=False,
+                         delete_checkpoint=delete_checkpoint)
+        self.write_dir = write_dir or backup_dir
+        self.restored = None  # (epoch, batch) of the backup training resumed from, if any
+
+    @property
+    def backup_path(self):
+        return os.path.join(self.backup_dir, self.FILE_NAME)
+
+    @staticmethod
+    def read_state(backup_dir):
+        """`{"epoch": …, "batch": …}` of the backup in `backup_dir`, or None without one."""
+        path = os.path.join(backup_dir, AtomicBackupAndRestore.FILE_NAME)
+        if not os.path.isfile(path):
+            return None
+        with h5py.File(path, "r") as handle:
+            return {"epoch": int(handle.attrs["two_stream_epoch"]), "batch": int(handle.attrs["two_stream_batch"])}
+
+    def _load_model(self):
+        state = self.read_state(self.backup_dir)
+        if state is None:
+            return
+        if self.model.optimizer is not None and not self.model.optimizer.built:
+            # The backup holds optimizer variables: create them before loading.
+            self.model.optimizer.build(self.model.trainable_variables)
+        self.model.load_weights(self.backup_path)
+        # The mechanism keras.callbacks.BackupAndRestore itself uses to make fit() skip finished epochs.
+        self.model._initial_epoch = state["epoch"]
+        self.restored = (state["epoch"], state["batch"])
+        print(f"Resuming from the backup in {self.backup_dir}: continuing at epoch {state['epoch'] + 1}.",
+              flush=True)
+
+    def _save_model(self):
+        with atomic.atomic_output(os.path.join(self.write_dir, self.FILE_NAME)) as tmp:
+            self.model.save_weights(tmp)
+            with h5py.File(tmp, "a") as handle:
+                handle.attrs["two_stream_epoch"] = int(self._current_epoch)
+                handle.attrs["two_stream_batch"] = int(self._last_batch_seen)
+
+    def on_train_end(self, logs=None):
+        if self.write_dir != self.backup_dir:
+            # Only the chief removes the shared backup; others clean their private folder.
+            if self.delete_checkpoint and os.path.isdir(self.write_dir):
+                import shutil
+                shutil.rmtree(self.write_dir, ignore_errors=True)
+            return
+        super().on_train_end(logs)
+
+
+class LearningRateLogger(keras.callbacks.Callback):
+    """Adds the optimizer's current learning rate to the epoch logs (`learning_rate`), for the CSV log."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        optimizer = self.model.optimizer
+        optimizer = getattr(optimizer, "inner_optimizer", optimizer)  # LossScaleOptimizer
+        logs["learning_rate"] = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+
+
+class ResumableCSVLogger(keras.callbacks.Callback):
+    """One CSV row per epoch, rewritten atomically, that survives restarts.
+
+    On the first epoch of a run, rows of that epoch and later (left by an interrupted run that is now
+    repeating them) are dropped; earlier rows are kept. Columns: `epoch` (0-based, as Keras'
+    `CSVLogger`), then the logged values in sorted order.
+
+    Args:
+      path: the CSV file.
+    """
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = os.fspath(path)
+        self._rows = None
+
+    @staticmethod
+    def read_rows(path):
+        """The rows of a CSV log as dicts of floats (epoch as int)."""
+        if not os.path.isfile(path):
+            return []
+        with open(path, newline="", encoding="utf-8") as handle:
+            rows = []
+            for row in csv.DictReader(handle):
+                rows.append({k: (int(v) if k == "epoch" else float(v) if v not in ("", None) else None)
+                             for k, v in row.items()})
+            return rows
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._rows is None:
+            self._rows = [row for row in self.read_rows(self.path) if row["epoch"] < epoch]
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._rows is None:
+            self._rows = []
+        row = {"epoch": int(epoch)}
+        for key, value in (logs or {}).items():
+            value = np.asarray(value)
+            if value.size == 1:
+                row[key] = float(value)
+        self._rows.append(row)
+        keys = sorted({k for r in self._rows for k in r} - {"epoch"})
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=["epoch"] + keys, lineterminator="\n")
+        writer.writeheader()
+        for r in self._rows:
+            writer.writerow({k: ("" if r.get(k) is None else r[k]) for k in ["epoch"] + keys})
+        atomic.write_text(self.path, buffer.getvalue())
+
+
+class EpochCheckpoints(keras.callbacks.Callback):
+    """Saves `best.keras` (best by validation top-1) and periodic `EPOCH.BEST.CURRENT.keras` checkpoints.
+
+    The best value survives restarts through `checkpoints.json` in the same folder (epoch → monitored
+    value, rewritten atomically; entries of epochs being trained again are dropped).
+
+    Args:
+      directory: where to write (the model_dir, or a throw-away folder on non-chief workers).
+      monitor: the log key to rank by; when absent from the logs (no validation data), `fallback`.
+      fallback: the log key used without validation data.
+      period: save a periodic checkpoint every this many epochs (and after the last epoch).
+      total_epochs: number of epochs of the run, to always save the last one.
+    """
+
+    HISTORY = "checkpoints.json"
+
+    def __init__(self, directory, monitor="val_top1", fallback="top1", period=1, total_epochs=None):
+        super().__init__()
+        self.directory = os.fspath(directory)
+        self.monitor, self.fallback = monitor, fallback
+        self.period = max(int(period), 1)
+        self.total_epochs = total_epochs
+        self._history = None
+        self.best = None
+
+    def _history_path(self):
+        return os.path.join(self.directory, self.HISTORY)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._history is not None:
+            return
+        self._history = {}
+        if os.path.isfile(self._history_path()):
+            with open(self._history_path(), encoding="utf-8") as handle:
+                saved = json.load(handle)
+            self._history = {int(k): v for k, v in saved.items() if int(k) < epoch + 1}
+        values = [v for v in self._history.values() if v is not None]
+        self.best = max(values) if values else None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self._history is None:
+            self.on_epoch_begin(epoch)
+        value = logs.get(self.monitor, logs.get(self.fallback))
+        value = None if value is None else float(value)
+        improved = value is not None and (self.best is None or value > self.best)
+        if improved:
+            self.best = value
+            checkpoints.save_model(self.model, os.path.join(self.directory, checkpoints.BEST_NAME))
+        number = epoch + 1
+        last = self.total_epochs is not None and number == self.total_epochs
+        if number % self.period == 0 or last:
+            checkpoints.save_model(self.model, os.path.join(
+                self.directory, checkpoints.periodic_name(number, self.best or 0.0, value or 0.0)))
+        self._history[number] = value
+        atomic.write_text(self._history_path(), json.dumps({str(k): v for k, v in sorted(self._history.items())}))
+
+
+def display_rgb(images, normalization="tf"):
+    """Undoes an RGB normalisation for display: float `(..., 3)` → uint8 RGB.
+
+    Args:
+      images: normalised RGB as the pipelines produce it.
+      normalization: "tf" ([-1, 1]), "torch" (ImageNet mean/std), "caffe" (BGR minus ImageNet mean) or "none".
+    """
+    x = np.asarray(images, dtype=np.float32)
+    if normalization == "tf":
+        x = (x + 1.0) * 127.5
+    elif normalization == "torch":
+        x = (x * np.array([0.229, 0.224, 0.225]) + np.array([0.485, 0.456, 0.406])) * 255.0
+    elif normalization == "caffe":
+        x = (x + np.array([103.939, 116.779, 123.68]))[..., ::-1]
+    return np.clip(np.round(x), 0, 255).astype(np.uint8)
+
+
+class TensorBoardImages(keras.callbacks.Callback):
+    """TensorBoard images: sample inputs (RGB, and flow in colour) once, a confusion matrix every epoch.
+
+    Args:
+      log_dir: TensorBoard folder (images go to `log_dir/images`).
+      samples: a batch of model inputs as NumPy: RGB or flow `(B, [S,] H, W, C)`, or a dict with "rgb"
+        and "flow" for two-stream models.
+      stream: "spatial", "temporal" or "fusion" (how to draw `samples`).
+      classes: class names.
+      validation: optional `(x, labels)` NumPy arrays of a few validation videos for the confusion matrix.
+      rgb_normalization: how `samples` RGB were normalised (see `display_rgb`).
+      flow_bound: the flow quantisation bound (normalised flow × bound = pixels per frame).
+      max_images: images per summary.
+      period: confusion matrix every this many epochs.
+    """
+
+    def __init__(self, log_dir, samples, stream, classes, validation=None, rgb_normalization="tf",
+                 flow_bound=20.0, max_images=4, period=1):
+        super().__init__()
+        self.log_dir = os.path.join(os.fspath(log_dir), "images")
+        self.samples, self.stream, self.classes = samples, stream, list(classes)
+        self.validation = validation
+        self.rgb_normalization, self.flow_bound = rgb_normalization, float(flow_bound)
+        self.max_images, self.period = int(max_images), max(int(period), 1)
+        self._writer = None
+
+    def _first_snippets(self, x):
+        x = np.asarray(x)[: self.max_images]
+        return x[:, 0] if x.ndim == 5 else x  # first segment of TSN inputs
+
+    def _rgb_images(self, x):
+        return display_rgb(self._first_snippets(x), self.rgb_normalization)
+
+    def _flow_images(self, x):
+        from two_stream_tf.flow.visualize import flow_to_color
+        x = self._first_snippets(x)
+        # First flow pair of each stack, back to pixels per frame, drawn on one common scale.
+        flows = x[..., :2] * self.flow_bound
+        scale = float(np.hypot(flows[..., 0], flows[..., 1]).max()) or 1.0
+        return np.stack([flow_to_color(f, max_magnitude=scale) for f in flows])
+
+    def on_train_begin(self, logs=None):
+        self._writer = tf.summary.create_file_writer(self.log_dir)
+        with self._writer.as_default():
+            if self.stream in ("spatial", "fusion"):
+                rgb = self.samples["rgb"] if isinstance(self.samples, dict) else self.samples
+                summaries.images("inputs/rgb", self._rgb_images(rgb), step=0, max_outputs=self.max_images)
+            if self.stream in ("temporal", "fusion"):
+                flow = self.samples["flow"] if isinstance(self.samples, dict) else self.samples
+                summaries.images("inputs/flow_colour", self._flow_images(flow), step=0,
+                                 max_outputs=self.max_images)
+        self._writer.flush()
+
+    def confusion(self):
+        """The confusion matrix of the model on `validation`, `(K, K)` int."""
+        from two_stream_tf.evaluation import metrics
+        x, labels = self.validation
+        # Direct calls, not predict(): no distribution, so the chief alone can do this on a cluster.
+        chunks = []
+        for start in range(0, len(labels), 16):
+            part = ({k: v[start:start + 16] for k, v in x.items()} if isinstance(x, dict)
+                    else x[start:start + 16])
+            chunks.append(keras.ops.convert_to_numpy(self.model(part, training=False)))
+        probabilities = np.concatenate(chunks)
+        return metrics.confusion_matrix(labels, np.argmax(probabilities, axis=-1), len(self.classes))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.validation is None or (epoch + 1) % self.period:
+            return
+        from two_stream_tf.evaluation import plots
+        figure = plots.confusion_figure(self.confusion(), self.classes, title=f"epoch {epoch + 1}")
+        with self._writer.as_default():
+            summaries.images("confusion_matrix", plots.figure_to_array(figure)[None], step=epoch)
+        self._writer.flush()
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.close()
