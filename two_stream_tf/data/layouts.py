@@ -15,6 +15,9 @@ Layouts (see DESIGN.md):
 `ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01`.
 """
 import dataclasses
+import os
+
+from two_stream_tf.errors import UserError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,3 +69,111 @@ LAYOUTS = {
                               "frame", "frame", "frame", digits=6, start=1),
     "mmaction2": Layout("mmaction2", "{video}", "{video}", "{video}", "img_", "x_", "y_", digits=5, start=1),
 }
+
+
+# --- Choosing and detecting a layout -------------------------------------------------------------------
+
+AUTO = "auto"
+
+# The layouts whose RGB and flow files share one folder per video, told apart by their flow file names
+# and by whether numbering starts at 0 or 1.
+_SINGLE_FOLDER = ("tsn", "denseflow", "mmaction2")
+TWOSTREAMFUSION_MARKER = "jpegs_256"
+
+
+def numbered_file_name(layout, prefix, number):
+    """The file name `layout` gives to `number` (as written on disk, not a 0-based index) after `prefix`."""
+    return f"{prefix}{number:0{layout.digits}d}{layout.extension}"
+
+
+def get_layout(layout):
+    """The `Layout` for a name in `LAYOUTS` or a `Layout`; None for "auto" (detect it).
+
+    Raises:
+      UserError: an unknown name.
+    """
+    if isinstance(layout, Layout):
+        return layout
+    if layout is None or layout == AUTO:
+        return None
+    if layout not in LAYOUTS:
+        raise UserError(f"unknown frame layout {layout!r}; choose auto or one of {', '.join(LAYOUTS)}")
+    return LAYOUTS[layout]
+
+
+def single_folder_layout(flow_x_prefix, start):
+    """The one-folder-per-video layout with this flow x prefix ("flow_x_" or "x_"), numbered from `start`.
+
+    TSN's dense_flow and open-mmlab's denseflow share their names and differ in `start` (1 / 0); the
+    mmaction2 naming keeps its name whatever the start.
+    """
+    for name in _SINGLE_FOLDER:
+        layout = LAYOUTS[name]
+        if layout.flow_x_prefix == flow_x_prefix and layout.start == start:
+            return layout
+    for name in _SINGLE_FOLDER:
+        if LAYOUTS[name].flow_x_prefix == flow_x_prefix:
+            return LAYOUTS[name].with_start(start)
+    raise ValueError(f"no layout names flow x files {flow_x_prefix!r}")
+
+
+def layout_from_file_names(names):
+    """Which one-folder layout a video folder's file names follow, with `start` read from the names.
+
+    The start is 0 when `img_00000.jpg` exists and 1 when `img_00001.jpg` does (never guessed); flow
+    files `flow_x_*` mean TSN/denseflow naming, `x_*` mmaction2's. A folder of RGB frames only gets TSN
+    naming.
+
+    Args:
+      names: file names in one video folder.
+
+    Returns:
+      A `Layout`, or None when the folder has neither `img_00000.jpg` nor `img_00001.jpg`.
+    """
+    names = set(names)
+    tsn = LAYOUTS["tsn"]
+    if numbered_file_name(tsn, tsn.rgb_prefix, 0) in names:
+        start = 0
+    elif numbered_file_name(tsn, tsn.rgb_prefix, 1) in names:
+        start = 1
+    else:
+        return None
+    mmaction2_x = LAYOUTS["mmaction2"].flow_x_prefix
+    if any(name.startswith(mmaction2_x) for name in names) and not any(
+            name.startswith(tsn.flow_x_prefix) for name in names):
+        return single_folder_layout(mmaction2_x, start)
+    return single_folder_layout(tsn.flow_x_prefix, start)
+
+
+def detect_layout(root):
+    """Detects the frame layout of a dataset root by looking at it (no guessing).
+
+    The twostreamfusion layout is recognised by its `jpegs_256` folder; otherwise the first video folder
+    holding `img_` frames, at `<root>/<video>` or `<root>/<Class>/<video>`, decides with
+    `layout_from_file_names`. `two_stream_tf.data.index` detects from every video instead, and reports
+    videos that disagree.
+
+    Returns:
+      A `Layout` with `start` resolved.
+
+    Raises:
+      UserError: no video folder with frames numbered from 0 or 1 was found.
+    """
+    if os.path.isdir(os.path.join(root, TWOSTREAMFUSION_MARKER)):
+        return LAYOUTS["twostreamfusion"]
+    if not os.path.isdir(root):
+        raise UserError(f"frames folder not found: {root}")
+    pending = [(root, 0)]
+    while pending:
+        folder, depth = pending.pop(0)
+        with os.scandir(folder) as listing:
+            children = sorted((e for e in listing if not e.name.startswith(".")), key=lambda e: e.name)
+        names = [e.name for e in children]
+        if any(name.startswith(LAYOUTS["tsn"].rgb_prefix) for name in names):
+            layout = layout_from_file_names(names)
+            if layout is not None:
+                return layout
+        if depth < 2:
+            pending.extend((e.path, depth + 1) for e in children if e.is_dir())
+    raise UserError(f"cannot tell the frame layout of {root}: no <video>/img_00000.jpg or img_00001.jpg found "
+                    f"at <root>/<video> or <root>/<Class>/<video>, and no {TWOSTREAMFUSION_MARKER}/ folder")
