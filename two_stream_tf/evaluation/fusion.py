@@ -16,6 +16,7 @@ from two_stream_tf.evaluation import metrics as metrics_lib
 from two_stream_tf.evaluation.scores import VideoScores
 from two_stream_tf.training import atomic
 
+TSN_WEIGHTS = (1.0, 1.5)  # RGB : flow, yjxiong/temporal-segment-networks tools/eval_scores.py
 # Relative weights tried for each stream after the first when fitting on a validation split.
 DEFAULT_WEIGHT_GRID = tuple(np.round(np.arange(0.0, 3.01, 0.1), 2))
 METRICS = ("top1", "mean_class_accuracy", "top5")

@@ -1,0 +1,172 @@
+"""The published test protocol: every video scored on 25 snippets × 10 crops (or 1 or 3), softmax averaged.
+
+TSN's tools/eval_net.py takes 25 evenly spaced snippets per test video, 10 crops of each (4 corners and
+the centre, and their mirrors; flow x negated on mirrored crops) and averages the class scores over all
+views. The input pipelines' test mode yields exactly these views, `(B, V, H, W, C)` per video; here each
+view is scored by the single-frame model (a TSN segment model is unfolded into its per-frame model) and
+the softmax scores are averaged per video.
+
+Recurrent fusion models read a sequence of S snippets; they are scored on S evenly spaced snippets per
+sequence: the test snippets are dealt into interleaved sequences (snippet j goes to sequence j mod m, so
+each sequence spans the whole video), and the scores of all sequences and crops are averaged.
+"""
+import os
+
+import numpy as np
+import tensorflow as tf
+from tqdm import tqdm
+
+from two_stream_tf.evaluation.scores import VideoScores
+
+CROPS = (1, 3, 10)
+
+
+def video_id(entry):
+    """The id a score file uses for an index entry: the video folder's name (`v_X_g01_c01`)."""
+    return os.path.basename(entry.video.rstrip("/"))
+
+
+def sequence_length(model):
+    """S when `model` scores sequences of S snippets it cannot unfold (two-stream models with inputs
+    `(B, S, H, W, C)`), else None (the model scores single views)."""
+    if not isinstance(model.input, dict):
+        return None
+    shapes = [tuple(tensor.shape) for tensor in model.input.values()]
+    return shapes[0][1] if len(shapes[0]) == 5 else None
+
+
+def per_view_model(model):
+    """The model that scores one view: a segment stream model unfolded to single frames, else `model`."""
+    from two_stream_tf.models import frame_model, num_segments_of
+    if isinstance(model.input, dict):
+        return model
+    return frame_model(model) if num_segments_of(model) is not None else model
+
+
+class _Scorer:
+    """Scores views in chunks with one traced function for all chunk sizes."""
+
+    def __init__(self, model, chunk):
+        self.model, self.chunk = model, max(int(chunk), 1)
+        self._predict = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
+
+    def __call__(self, units):
+        first = next(iter(units.values())) if isinstance(units, dict) else units
+        outputs = []
+        for start in range(0, int(first.shape[0]), self.chunk):
+            part = ({k: v[start:start + self.chunk] for k, v in units.items()} if isinstance(units, dict)
+                    else units[start:start + self.chunk])
+            outputs.append(np.asarray(self._predict(part), dtype=np.float64))
+        return np.concatenate(outputs)
+
+
+def to_units(views, crops, segments=None):
+    """Regroups one batch of test views into what the model scores.
+
+    Args:
+      views: `(B, V, H, W, C)` with `V = snippets × crops`, snippet-major (all crops of snippet 0 first).
+      crops: crops per snippet.
+      segments: None to score single views; S to build sequences of S snippets (same crop): the
+        snippets are dealt into `m = snippets // S` interleaved sequences (snippet `s·m + g` is position
+        s of sequence g), so every sequence spans the whole video.
+
+    Returns:
+      `(B·V, H, W, C)`, or `(B·m·crops, S, H, W, C)` with `segments`; units of one video are contiguous.
+    """
+    shape = tf.shape(views)
+    rest = shape[2:]
+    if not segments:
+        return tf.reshape(views, tf.concat([[-1], rest], 0))
+    snippets = int(views.shape[1]) // crops
+    groups = snippets // segments
+    if groups < 1:
+        raise ValueError(f"{snippets} test snippets cannot fill a sequence of {segments}")
+    x = tf.reshape(views, tf.concat([[shape[0], snippets, crops], rest], 0))[:, : groups * segments]
+    x = tf.reshape(x, tf.concat([[shape[0], segments, groups, crops], rest], 0))
+    x = tf.transpose(x, [0, 2, 3, 1] + list(range(4, len(views.shape) + 2)))
+    return tf.reshape(x, tf.concat([[-1, segments], rest], 0))
+
+
+def score_videos(model, dataset, entries, classes, *, crops=10, views_per_step=50, progress=True):
+    """Scores every video of a test-mode dataset with the softmax average over its views.
+
+    Args:
+      model: a stream model (single-frame or TSN segment model), or a two-stream model.
+      dataset: the pipelines' test-mode dataset: elements `(views, labels)`, views `(B, V, H, W, C)` (or a
+        dict of them for two-stream models) in the order of `entries`, `V = snippets × crops`.
+      entries: the index entries in dataset order (for the video ids).
+      classes: class names.
+      crops: crops per snippet (needed to regroup views for recurrent fusion models).
+      views_per_step: views scored per model call (memory bound).
+      progress: show a tqdm bar.
+
+    Returns:
+      `VideoScores` with one row per video.
+    """
+    scorer = _Scorer(per_view_model(model), views_per_step)
+    segments = sequence_length(model)
+    scores, labels = [], []
+    bar = tqdm(total=len(entries), unit="video", desc="evaluating", disable=not progress)
+    for views, batch_labels in dataset:
+        if isinstance(views, dict):
+            units = {key: to_units(value, crops, segments) for key, value in views.items()}
+        else:
+            units = to_units(views, crops, segments)
+        batch = int(batch_labels.shape[0])
+        probabilities = scorer(units)
+        scores.append(probabilities.reshape(batch, -1, probabilities.shape[-1]).mean(axis=1))
+        labels.append(np.asarray(batch_labels).reshape(-1))
+        bar.update(batch)
+    bar.close()
+    scores = np.concatenate(scores) if scores else np.zeros((0, len(classes)))
+    labels = np.concatenate(labels) if labels else np.zeros((0,), np.int64)
+    if len(labels) != len(entries):
+        raise RuntimeError(f"the test dataset gave {len(labels)} videos for {len(entries)} index entries")
+    expected = np.array([entry.label for entry in entries])
+    if not np.array_equal(expected, labels):
+        raise RuntimeError("the test dataset's labels are not in index order")
+    return VideoScores([video_id(e) for e in entries], labels, scores, classes)
+
+
+def test_dataset(index, stream, *, image_size, num_snippets=25, crops=10, batch_size=1, stack_length=10,
+                 rgb_normalization="tf"):
+    """The pipelines' test-mode dataset of `index` for a stream ("spatial", "temporal" or "fusion")."""
+    from two_stream_tf.data import pipelines
+    common = dict(training=False, batch_size=batch_size, image_size=image_size, num_snippets=num_snippets,
+                  crops=crops, deterministic=True, repeat=False)
+    if stream == "spatial":
+        return pipelines.spatial_dataset(index, rgb_normalization=rgb_normalization, **common)
+    if stream == "temporal":
+        return pipelines.temporal_dataset(index, stack_length=stack_length, **common)
+    if stream == "fusion":
+        return pipelines.two_stream_dataset(index, stack_length=stack_length, rgb_normalization=rgb_normalization,
+                                            **common)
+    raise ValueError(f"unknown stream {stream!r}")
+
+
+def evaluate(model, index, stream, *, image_size, num_snippets=25, crops=10, batch_size=1, stack_length=10,
+             rgb_normalization="tf", views_per_step=50, progress=True):
+    """Scores every video of `index` by the test protocol.
+
+    Args:
+      model: a trained stream model or two-stream model.
+      index: a `DatasetIndex` (usually the split's test list).
+      stream: "spatial", "temporal" or "fusion" (which inputs the model takes).
+      image_size: crop side the model takes.
+      num_snippets: evenly spaced snippets per video (TSN: 25).
+      crops: 1 (centre), 3, or 10 (4 corners + centre and mirrors; TSN).
+      batch_size: videos per pipeline batch.
+      stack_length: flow pairs per stack.
+      rgb_normalization: the backbone's RGB normalisation.
+      views_per_step: views per model call.
+      progress: tqdm bar.
+
+    Returns:
+      `VideoScores` (softmax averaged over the views of each video).
+    """
+    if crops not in CROPS:
+        raise ValueError(f"crops must be one of {CROPS}, got {crops}")
+    dataset = test_dataset(index, stream, image_size=image_size, num_snippets=num_snippets, crops=crops,
+                           batch_size=batch_size, stack_length=stack_length, rgb_normalization=rgb_normalization)
+    return score_videos(model, dataset, index.entries, index.classes, crops=crops, views_per_step=views_per_step,
+                        progress=progress)
