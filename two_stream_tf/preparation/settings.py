@@ -60,7 +60,8 @@ class ExtractionSettings:
         """The `(width, height)` frames of a `width`×`height` video are resized to."""
         if self.short_side is not None:
             scale = self.short_side / min(width, height)
-            return max(1, round(width * scale)), max(1, round(height * scale))
+            # Half up (340×256 at short side 32 → 43×32), not Python's round-half-to-even.
+            return max(1, int(width * scale + 0.5)), max(1, int(height * scale + 0.5))
         if self.size is not None:
             return self.size
         return width, height

@@ -1,0 +1,238 @@
+"""`two-stream prepare` and two_stream_tf.preparation: real clips, layouts, resuming, SIGKILL, failures, flags."""
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from two_stream_tf import cli
+from two_stream_tf.data.layouts import LAYOUTS
+from two_stream_tf.errors import UserError
+from two_stream_tf.flow.compute import compute_flow
+from two_stream_tf.flow.quantize import quantize_flow
+from two_stream_tf.preparation import (ExtractionSettings, OutputFolder, extract_video, find_videos,
+                                       prepare_videos, read_frames)
+
+PROJECT_ROOT = pathlib.Path(__file__).resolve().parent.parent
+SHORT_CLIP = "videos/hmdb51/50_FIRST_DATES_drink_u_nm_np1_fr_goo_29.mp4"  # 48 frames, 340x256
+
+
+def decoded_counts(shared_data):
+    """{path relative to the data folder: frames that decode}, from the table in its README."""
+    counts = {}
+    column = None
+    for line in (shared_data / "README.md").read_text().splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if "frames decoded" in cells:
+            column = cells.index("frames decoded")
+        elif column is not None and cells[0].startswith("videos/"):
+            counts[cells[0]] = int(cells[column])
+    return counts
+
+
+def files_of(root):
+    """{relative path: bytes} of every file under root."""
+    root = pathlib.Path(root)
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def count(folder, prefix):
+    return len([name for name in os.listdir(folder) if name.startswith(prefix)])
+
+
+def run_cli(*args):
+    return cli.main(["prepare", *map(str, args)])
+
+
+def test_every_real_clip_gives_its_decoded_frame_count(shared_data, tmp_path, capsys):
+    expected = decoded_counts(shared_data)
+    assert len(expected) == 52
+    status = run_cli(shared_data / "videos", tmp_path, "--flow", "dis", "--short-side", "32", "--workers", "2",
+                     "--no-progress")
+    assert status == 0, capsys.readouterr()
+    assert "52 extracted, 0 already done, 0 failed" in capsys.readouterr().out
+    layout = LAYOUTS["tsn"]
+    for relative, frames in expected.items():
+        video = pathlib.Path(relative).stem
+        folder = tmp_path / video
+        assert count(folder, "img_") == frames, relative
+        assert count(folder, "flow_x_") == count(folder, "flow_y_") == frames - 1, relative
+        assert (tmp_path / layout.rgb_file(video, frames - 1)).is_file()
+        assert not (tmp_path / layout.rgb_file(video, frames)).exists()
+        assert OutputFolder(tmp_path).read_marker(video)["num_frames"] == frames
+    # 320x240 and 340x256 clips both come out with a 32-pixel short side.
+    assert cv2.imread(str(tmp_path / "v_Biking_g01_c03" / "img_00001.jpg")).shape == (32, 43, 3)
+    assert cv2.imread(str(tmp_path / "v_Basketball_g01_c02" / "flow_y_00001.jpg"), 0).shape == (32, 43)
+
+
+def test_tvl1_clip_files_hold_the_resized_frames_and_their_quantised_flow(shared_data, tmp_path):
+    clip = shared_data / SHORT_CLIP
+    result = extract_video(clip, tmp_path, short_side=48)  # TV-L1, bound 20, quality 95, TSN layout
+    assert (result.status, result.num_frames, result.num_flow) == ("extracted", 48, 47)
+    frames = [cv2.resize(f, (64, 48), interpolation=cv2.INTER_LINEAR) for _, f in zip(range(2), read_frames(clip))]
+    folder = tmp_path / clip.stem
+    rgb = cv2.imread(str(folder / "img_00001.jpg"))
+    assert np.abs(rgb.astype(int) - frames[0]).mean() < 3  # JPEG at quality 95
+    gray = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in frames]
+    expected = quantize_flow(compute_flow(gray[0], gray[1], "tvl1"))
+    for channel, name in enumerate(("flow_x_00001.jpg", "flow_y_00001.jpg")):
+        written = cv2.imread(str(folder / name), cv2.IMREAD_GRAYSCALE)
+        assert written.shape == (48, 64)
+        assert np.abs(written.astype(int) - expected[..., channel]).mean() < 2
+
+
+def test_twostreamfusion_layout_names_come_from_the_layout(shared_data, tmp_path):
+    clip = shared_data / SHORT_CLIP
+    result = extract_video(clip, tmp_path, layout="twostreamfusion", flow_method="farneback", short_side=32,
+                           max_frames=4)
+    assert (result.num_frames, result.num_flow) == (4, 3)
+    video = clip.stem
+    layout = LAYOUTS["twostreamfusion"]
+    written = {k for k in files_of(tmp_path) if not k.startswith(".prepare")}
+    expected = {layout.rgb_file(video, i) for i in range(4)} | {f for i in range(3) for f in layout.flow_files(video, i)}
+    assert written == expected
+    assert f"jpegs_256/{video}/frame000004.jpg" in written and f"tvl1_flow/v/{video}/frame000003.jpg" in written
+
+
+def test_rerun_skips_done_videos_and_replaces_partial_ones(shared_data, tmp_path):
+    clips = [shared_data / "videos/ucf101/v_PushUps_g02_c03.avi", shared_data / SHORT_CLIP]
+    options = dict(flow_method="dis", short_side=32, max_frames=6, progress=False)
+    first = prepare_videos(clips, tmp_path, **options)
+    assert [r.status for r in first.results] == ["extracted", "extracted"]
+    reference = files_of(tmp_path)
+    # A crash after renaming but before the marker, plus a half-written temporary folder.
+    output = OutputFolder(tmp_path)
+    os.remove(output.marker_path(clips[1].stem))
+    os.remove(tmp_path / clips[1].stem / "img_00006.jpg")
+    stale = pathlib.Path(output.new_staging(clips[0].stem))
+    (stale / "junk.jpg").write_bytes(b"half")
+    second = prepare_videos(clips, tmp_path, **options)
+    assert [r.status for r in second.results] == ["skipped", "extracted"]
+    assert [r.num_frames for r in second.results] == [6, 6]
+    assert not stale.exists()
+    assert files_of(tmp_path) == reference
+    # Other settings: not done with them, so extracted again.
+    third = prepare_videos(clips, tmp_path, **{**options, "max_frames": 3})
+    assert [r.status for r in third.results] == ["extracted", "extracted"]
+    assert count(tmp_path / clips[0].stem, "img_") == 3
+
+
+def test_sigkill_in_the_middle_then_rerun_completes_correctly(shared_data, tmp_path):
+    names = ["v_Billiards_g15_c01", "v_FrontCrawl_g23_c04", "v_HeadMassage_g02_c05", "v_HorseRace_g24_c05",
+             "v_PlayingTabla_g14_c02", "v_Punch_g22_c07"]
+    expected = {pathlib.Path(k).stem: v for k, v in decoded_counts(shared_data).items()}
+    video_list = tmp_path / "videos.txt"
+    video_list.write_text("".join(f"{shared_data}/videos/ucf101/{name}.avi\n" for name in names))
+    flags = [str(video_list), "--flow", "dis", "--size", "64x48", "--workers", "2", "--no-progress"]
+    killed = tmp_path / "killed"
+    output = OutputFolder(killed)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")]))
+    process = subprocess.Popen([sys.executable, "-m", "two_stream_tf.cli", "prepare", flags[0], str(killed),
+                                *flags[1:]], env=env, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and process.poll() is None:
+            if os.path.isdir(output.done) and os.listdir(output.done) and os.listdir(output.tmp):
+                break  # some videos committed, others half-written
+            time.sleep(0.02)
+        os.killpg(process.pid, signal.SIGKILL)
+    finally:
+        process.wait()
+    assert process.returncode == -signal.SIGKILL
+    done = [name[:-5] for name in os.listdir(output.done) if name.endswith(".json")]
+    assert 0 < len(done) < len(names)
+    assert os.listdir(output.tmp), "the kill should have caught a video half-written"
+    for video in done:  # whatever counts as done is complete
+        assert count(killed / video, "img_") == expected[video]
+        assert count(killed / video, "flow_x_") == count(killed / video, "flow_y_") == expected[video] - 1
+
+    assert run_cli(flags[0], killed, *flags[1:]) == 0
+    assert os.listdir(output.tmp) == []
+    reference = tmp_path / "reference"
+    assert run_cli(flags[0], reference, *flags[1:]) == 0
+    assert files_of(killed) == files_of(reference)
+
+
+def test_unreadable_videos_are_reported_and_the_run_goes_on(shared_data, tmp_path, capsys):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / "garbage.avi").write_bytes(np.random.default_rng(0).integers(0, 256, 4096, np.uint8).tobytes())
+    (videos / "empty.avi").write_bytes(b"")
+    real = shutil.copy(shared_data / SHORT_CLIP, videos / "good.mp4")
+    (videos / "notes.txt").write_text("not a video")
+    listing = tmp_path / "list.txt"
+    listing.write_text("# test list\ngarbage.avi 1\nempty.avi 2\n\ngood.mp4 3\n")
+    out = tmp_path / "out"
+    status = run_cli(listing, out, "--video-root", videos, "--flow", "dis", "--short-side", "32", "--workers", "1",
+                     "--no-progress")
+    printed = capsys.readouterr().out
+    assert status == 1
+    assert "1 extracted, 0 already done, 2 failed" in printed
+    assert f"{videos / 'garbage.avi'}: cannot be opened as a video" in printed
+    assert f"{videos / 'empty.avi'}: empty file" in printed
+    report = (out / ".prepare" / "failures.tsv").read_text().splitlines()
+    assert report == ["path\treason", f"{videos / 'empty.avi'}\tempty file",
+                      f"{videos / 'garbage.avi'}\tcannot be opened as a video (corrupt or unknown format)"]
+    assert count(out / "good", "img_") == 48
+    assert not (out / "garbage").exists() and not (out / "empty").exists()
+    # The folder form finds the same three videos (not notes.txt).
+    assert [pathlib.Path(p).name for p in find_videos(videos)] == ["empty.avi", "garbage.avi", "good.mp4"]
+    assert pathlib.Path(real).is_file()
+
+
+@pytest.mark.parametrize("flags, named", [
+    (["--flow", "sift"], "--flow"),
+    (["--size", "0x256"], "--size"),
+    (["--size", "big"], "--size"),
+    (["--short-side", "-3"], "--short-side"),
+    (["--jpeg-quality", "101"], "--jpeg-quality"),
+    (["--bound", "0"], "--bound"),
+    (["--workers", "0"], "--workers"),
+    (["--layout", "caffe"], "--layout"),
+])
+def test_bad_flags_exit_2_naming_the_flag(tmp_path, capsys, flags, named):
+    assert run_cli(tmp_path, tmp_path / "out", *flags) == 2
+    error = capsys.readouterr().err
+    assert f"argument {named}:" in error and "Traceback" not in error
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_or_empty_video_folder_exits_2_naming_the_argument(tmp_path, capsys):
+    assert run_cli(tmp_path / "missing", tmp_path / "out") == 2
+    assert "argument videos:" in capsys.readouterr().err
+    assert run_cli(tmp_path, tmp_path / "out") == 2
+    assert "no video files" in capsys.readouterr().err
+
+
+def test_library_arguments_are_checked(tmp_path):
+    with pytest.raises(UserError, match="flow_method 'sift'"):
+        extract_video(tmp_path / "a.avi", tmp_path, flow_method="sift")
+    with pytest.raises(UserError, match="size must be"):
+        extract_video(tmp_path / "a.avi", tmp_path, size=(340, 0))
+    with pytest.raises(UserError, match="workers"):
+        prepare_videos([], tmp_path, workers=0)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with pytest.raises(UserError, match="'v_X'"):
+        prepare_videos([tmp_path / "a" / "v_X.avi", tmp_path / "b" / "v_X.mp4"], tmp_path / "out")
+
+
+def test_two_runs_cannot_write_the_same_output(tmp_path):
+    with OutputFolder(tmp_path).exclusive():
+        with pytest.raises(UserError, match="another extraction is writing"):
+            prepare_videos([], tmp_path, progress=False)
+
+
+def test_output_size_rules():
+    assert ExtractionSettings().output_size(320, 240) == (340, 256)
+    assert ExtractionSettings(short_side=256).output_size(320, 240) == (341, 256)
+    assert ExtractionSettings(short_side=256).output_size(240, 320) == (256, 341)
+    assert ExtractionSettings(size=None).output_size(320, 240) == (320, 240)
+    assert ExtractionSettings(short_side=256).size is None
