@@ -1,0 +1,164 @@
+"""Synthetic action videos: determinism, readable AVIs, group-disjoint splits, ground-truth flow on disk."""
+import dataclasses
+import os
+import re
+
+import cv2
+import numpy as np
+import pytest
+
+from two_stream_tf.data.index import open_split_index
+from two_stream_tf.data.splits import load_ucf101_split
+from two_stream_tf.data.synthetic import MAX_CLASSES, class_names, render_video, write_synthetic_dataset
+from two_stream_tf.errors import UserError
+from two_stream_tf.flow.quantize import dequantize_flow
+
+TINY = dict(num_classes=2, videos_per_class=3, num_frames=5, frame_size=(48, 32))
+
+
+def files_of(root):
+    found = {}
+    for folder, _, names in os.walk(root):
+        for name in names:
+            path = os.path.join(folder, name)
+            with open(path, "rb") as f:
+                found[os.path.relpath(path, root)] = f.read()
+    return found
+
+
+def test_same_seed_same_bytes(tmp_path):
+    first = files_of(write_synthetic_dataset(tmp_path / "a", seed=3, **TINY).root)
+    second = files_of(write_synthetic_dataset(tmp_path / "b", seed=3, **TINY).root)
+    other = files_of(write_synthetic_dataset(tmp_path / "c", seed=4, **TINY).root)
+    assert len(first) == 3 + 6 + 6 * (5 + 2 * 4)  # split files, AVIs, frame folders
+    assert first == second
+    assert first.keys() == other.keys()
+    changed = [name for name in first if first[name] != other[name]]
+    assert all(name in changed for name in first if name.endswith((".avi", "img_00001.jpg")))
+
+
+def test_every_avi_decodes_with_its_frame_count(synthetic_dataset):
+    assert len(synthetic_dataset.videos) == 8 * 12
+    for spec in synthetic_dataset.videos:
+        capture = cv2.VideoCapture(synthetic_dataset.video_path(spec))
+        frames = []
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            frames.append(frame)
+        capture.release()
+        assert len(frames) == 32, spec.video
+        assert frames[0].shape == (96, 128, 3)
+    # The AVI holds the rendered pictures (MJPG is lossy: closer to its own frame than to another one).
+    rendered = cv2.cvtColor(render_video(spec).frames[[-1, 0]].reshape(-1, 128, 3), cv2.COLOR_RGB2BGR).reshape(2, 96, 128, 3)
+    own, other = (np.abs(frames[-1].astype(int) - r.astype(int)).mean() for r in rendered)
+    assert own < 8 and own < 0.6 * other, (own, other)
+
+
+def test_split_files_never_share_a_group(synthetic_dataset):
+    split = load_ucf101_split(synthetic_dataset.split_dir)
+    assert split.classes == synthetic_dataset.classes == class_names(8)
+    assert all(re.fullmatch(r"(?:[A-Z][a-z]+)+", name) for name in class_names(MAX_CLASSES))
+    assert (len(split.train), len(split.test)) == (64, 32)  # 2/3 : 1/3
+    for label, name in enumerate(split.classes):
+        groups = {subset: {re.fullmatch(rf"v_{name}_g(\d\d)_c\d\d", e.video).group(1)
+                           for e in getattr(split, subset) if e.label == label} for subset in ("train", "test")}
+        assert groups["train"] and groups["test"] and not groups["train"] & groups["test"]
+        assert all(os.path.exists(os.path.join(synthetic_dataset.videos_dir, name, f"v_{name}_g{g}_c01.avi"))
+                   for g in groups["test"])
+
+
+def read_flow(frames_dir, video, t):
+    """Dequantised flow pair t (0-based) of a TSN frame folder, (H, W, 2)."""
+    planes = [cv2.imread(os.path.join(frames_dir, video, f"flow_{axis}_{t + 1:05d}.jpg"), cv2.IMREAD_GRAYSCALE)
+              for axis in "xy"]
+    return dequantize_flow(np.stack(planes, axis=-1))
+
+
+def interior(mask):
+    """The object's pixels away from its edge, where JPEG blur from the background cannot reach."""
+    return cv2.erode(mask.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+
+
+@pytest.mark.parametrize("class_name", ["BallRollLeft", "BoxSpinClockwise", "KiteZoomIn", "RingBounceVertical"])
+def test_flow_on_disk_is_the_motion_the_generator_applied(synthetic_dataset, class_name):
+    spec = next(s for s in synthetic_dataset.videos if s.class_name == class_name)
+    rendered = render_video(spec)
+    assert rendered.flow.shape == (31, 96, 128, 2) and rendered.object_mask.shape == (32, 96, 128)
+    for t in (0, 15, 30):
+        on_disk = read_flow(synthetic_dataset.frames_dir, spec.video, t)
+        inside = interior(rendered.object_mask[t])
+        assert inside.sum() > 50
+        truth = rendered.flow[t]
+        assert np.abs(on_disk[inside].mean(axis=0) - truth[inside].mean(axis=0)).max() < 0.3
+        outside = ~cv2.dilate(rendered.object_mask[t].astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
+        pan = spec.background_offsets[t + 1] - spec.background_offsets[t]
+        np.testing.assert_allclose(on_disk[outside].mean(axis=0), pan, atol=0.2)
+        if class_name == "BallRollLeft":  # a slide: every object pixel moves by the centre's step
+            np.testing.assert_allclose(truth[inside], np.broadcast_to(spec.centers[t + 1] - spec.centers[t],
+                                                                       truth[inside].shape), atol=1e-3)
+
+
+@pytest.mark.parametrize("class_name", ["BallRollRight", "BoxSpinAnticlockwise", "RingSwingHorizontal"])
+def test_ground_truth_flow_explains_the_pictures(synthetic_dataset, class_name):
+    # Frame t at p shows what frame t + 1 shows at p + flow(p): warping t + 1 back by the flow matches
+    # frame t better than assuming no motion, and far better than the opposite motion. Rendered without
+    # sensor noise, which would blur the comparison.
+    spec = next(s for s in synthetic_dataset.videos if s.class_name == class_name)
+    rendered = render_video(dataclasses.replace(spec, noise_sigma=0.0))
+    height, width = rendered.flow.shape[1:3]
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    errors = []
+    for t in (3, 20):
+        inside = interior(rendered.object_mask[t])
+        now, later = rendered.frames[t].astype(np.float32), rendered.frames[t + 1].astype(np.float32)
+        flow = rendered.flow[t]
+        errors.append([np.abs(cv2.remap(later, xs + sign * flow[..., 0], ys + sign * flow[..., 1],
+                                        cv2.INTER_LINEAR) - now)[inside].mean() for sign in (1, 0, -1)])
+    with_flow, without, opposite = np.mean(errors, axis=0)
+    assert with_flow < 0.7 * without and with_flow < 0.5 * opposite, (with_flow, without, opposite)
+
+
+def test_classes_of_a_pair_look_alike_but_move_apart(synthetic_dataset):
+    """The task needs motion: BallRollLeft and BallRollRight share appearance statistics, not mean flow."""
+    appearance, flow_x = {}, {}
+    for name in ("BallRollLeft", "BallRollRight", "BoxSpinClockwise"):
+        specs = [s for s in synthetic_dataset.videos if s.class_name == name]
+        colours, motions = [], []
+        for spec in specs:
+            frames = [cv2.imread(os.path.join(synthetic_dataset.frames_dir, spec.video, f"img_{t + 1:05d}.jpg"))
+                      for t in (0, 16, 31)]
+            colours.append(np.mean([f.reshape(-1, 3).mean(axis=0) for f in frames], axis=0))
+            mask = render_video(spec).object_mask
+            motions.append(np.mean([read_flow(synthetic_dataset.frames_dir, spec.video, t)[interior(mask[t]), 0].mean()
+                                    for t in (0, 15, 30)]))
+        appearance[name], flow_x[name] = np.array(colours), np.array(motions)
+    left, right = appearance["BallRollLeft"], appearance["BallRollRight"]
+    # Same look: the class means differ by far less than videos differ within a class.
+    assert np.all(np.abs(left.mean(axis=0) - right.mean(axis=0)) < 0.25 * left.std(axis=0))
+    # Opposite motion: every Left video moves left, every Right video moves right.
+    assert np.all(flow_x["BallRollLeft"] < -0.8) and np.all(flow_x["BallRollRight"] > 0.8)
+    # And pairs differ in look: a Ball video and the Box video of the same group and clip are not alike.
+    box = appearance["BoxSpinClockwise"]
+    assert np.abs(left - box).mean() > 5 * np.abs(left - right).mean()
+
+
+def test_other_layout_and_no_frames(tmp_path):
+    written = write_synthetic_dataset(tmp_path / "mm", layout="mmaction2", **TINY)
+    index = open_split_index(written.frames_dir, written.split_dir, subset="all", cache=False)
+    assert index.layout.name == "mmaction2" and [e.num_flow for e in index] == [4] * 6
+    bare = write_synthetic_dataset(tmp_path / "bare", write_frames=False, **TINY)
+    assert bare.frames_dir is None and not os.path.exists(tmp_path / "bare" / "frames")
+    assert len(os.listdir(os.path.join(bare.videos_dir, bare.classes[1]))) == 3
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (dict(num_classes=MAX_CLASSES + 1), rf"num_classes must be an integer 1\.\.{MAX_CLASSES}, got 17"),
+    (dict(videos_per_class=1), r"videos_per_class must be an integer >= 2, got 1"),
+    (dict(frame_size=(8, 8)), r"frame size must be at least 16x16, got 8x8"),
+    (dict(layout="flat"), r"unknown frame layout 'flat'"),
+])
+def test_bad_arguments(tmp_path, arguments, message):
+    with pytest.raises(UserError, match=message):
+        write_synthetic_dataset(tmp_path, **arguments)
