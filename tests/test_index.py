@@ -207,3 +207,33 @@ def test_no_video_found_and_bad_arguments(tmp_path):
     with pytest.raises(UserError, match=r"1 of 1 videos .*\n  v_zz: missing folder v_zz$"):
         build_index(tmp_path, [entry("v_zz")], ["Walk"], cache=False)
     assert LAYOUTS["tsn"].start == 1  # detection never changes the shared layouts
+
+
+def test_index_command(synthetic_dataset, tmp_path, capsys):
+    from two_stream_tf import cli
+
+    frames, splits = str(synthetic_dataset.frames_dir), str(synthetic_dataset.split_dir)
+    assert cli.main(["index", frames, "--split-dir", splits, "--no-cache"]) == 0
+    out = capsys.readouterr().out
+    assert "layout:      tsn (frames numbered from 1)" in out
+    assert "split 1 train: 64 videos, 8 of 8 classes present" in out and "split 1 test: 32 videos" in out
+    assert "RGB frames:       min 32, mean 32.0, max 32, total 1024" in out  # the test subset
+
+    subset = tmp_path / "subset.txt"
+    subset.write_text("1 BoxSpinClockwise\n2 BallRollLeft\n")
+    assert cli.main(["index", frames, "--split-dir", splits, "--subset", "test", "--class-subset", str(subset),
+                     "--no-cache", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)["test"]
+    assert (summary["videos"], summary["classes"], summary["flow"]["max"]) == (8, 2, 31)
+
+    make_video(tmp_path / "frames" / "v_Walk_g01_c01", frames=3, flow=2, skip=("flow_x_00002.jpg",))
+    (tmp_path / "classInd.txt").write_text("1 Walk\n")
+    (tmp_path / "trainlist01.txt").write_text("Walk/v_Walk_g01_c01.avi 1\nWalk/v_Walk_g02_c01.avi 1\n")
+    (tmp_path / "testlist01.txt").write_text("Walk/v_Walk_g03_c01.avi\n")
+    assert cli.main(["index", str(tmp_path / "frames"), "--split-dir", str(tmp_path), "--subset", "train"]) == 2
+    err = capsys.readouterr().err
+    assert "two-stream index: error: 2 of 2 videos" in err
+    assert "v_Walk_g01_c01: flow x/y mismatch: 1 flow_x_ but 2 flow_y_ images" in err
+    assert "v_Walk_g02_c01: missing folder v_Walk_g02_c01" in err and "Traceback" not in err
+    assert cli.main(["index", str(tmp_path / "frames"), "--split-dir", str(tmp_path), "--split", "two"]) == 2
+    assert "argument --split: 'two' is not a split number" in capsys.readouterr().err

@@ -162,3 +162,20 @@ def test_other_layout_and_no_frames(tmp_path):
 def test_bad_arguments(tmp_path, arguments, message):
     with pytest.raises(UserError, match=message):
         write_synthetic_dataset(tmp_path, **arguments)
+
+
+def test_synth_command(tmp_path, capsys):
+    from two_stream_tf import cli
+
+    status = cli.main(["synth", "--output", str(tmp_path / "out"), "--classes", "3", "--videos-per-class", "3",
+                       "--frames", "4", "--size", "32x24", "--seed", "7"])
+    assert status == 0
+    assert "wrote 9 videos of 3 classes (6 train / 3 test)" in capsys.readouterr().out
+    split = load_ucf101_split(tmp_path / "out")
+    assert split.classes == class_names(3) and len(split.test) == 3
+    frame = cv2.imread(str(tmp_path / "out" / "frames" / split.test[0].video / "img_00004.jpg"))
+    assert frame.shape == (24, 32, 3)
+
+    assert cli.main(["synth", "--output", str(tmp_path / "bad"), "--classes", "17"]) == 2
+    assert "argument --classes: 17 is out of range (1..16)" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
