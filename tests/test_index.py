@@ -237,3 +237,17 @@ def test_index_command(synthetic_dataset, tmp_path, capsys):
     assert "v_Walk_g02_c01: missing folder v_Walk_g02_c01" in err and "Traceback" not in err
     assert cli.main(["index", str(tmp_path / "frames"), "--split-dir", str(tmp_path), "--split", "two"]) == 2
     assert "argument --split: 'two' is not a split number" in capsys.readouterr().err
+
+
+def test_cache_writers_keep_each_others_folders(tmp_path):
+    # Two processes indexing the train and test subsets of one root at the same time.
+    first, second = index_lib._ScanCache(str(tmp_path), True), index_lib._ScanCache(str(tmp_path), True)
+    scan = index_lib._FolderScan(counts={"img_": (3, 1, 3)}, outside=[])
+    first.put("key", "v_a", OLD * 10**9, scan)
+    first.save()
+    second.put("key", "v_b", OLD * 10**9, scan)
+    second.save()
+    folders = json.loads((tmp_path / CACHE_FILE_NAME).read_text())["scans"]["key"]
+    assert sorted(folders) == ["v_a", "v_b"] and folders["v_b"][1] == {"img_": [3, 1, 3]}
+    assert index_lib._ScanCache(str(tmp_path), True).get("key", "v_a", OLD * 10**9).counts == {"img_": (3, 1, 3)}
+    assert index_lib._ScanCache(str(tmp_path), True).get("key", "v_a", OLD * 10**9 + 1) is None  # changed folder

@@ -344,18 +344,27 @@ class _ScanCache:
 
     def __init__(self, root, cache):
         self.scans = {}
-        self.dirty = False
+        self.updates = {}  # what this run scanned: {pattern key: {folder: record}}
         self.paths = _cache_paths(root, cache)
         self.root = os.path.realpath(root)
+        self._loaded = None  # (path, mtime_ns, size) of the file read, to skip re-reading it on save
         for path in self.paths:
-            try:
-                with open(path, encoding="utf-8") as f:
-                    data = json.load(f)
-            except (OSError, ValueError):
-                continue
-            if data.get("version") == _CACHE_VERSION and data.get("root") == self.root:
-                self.scans = data.get("scans", {})
+            data = self._read(path)
+            if data is not None:
+                self.scans = data
                 break
+
+    def _read(self, path):
+        try:
+            with open(path, encoding="utf-8") as f:
+                info = os.fstat(f.fileno())
+                data = json.load(f)
+        except (OSError, ValueError):
+            return None
+        if not isinstance(data, dict) or data.get("version") != _CACHE_VERSION or data.get("root") != self.root:
+            return None
+        self._loaded = (path, info.st_mtime_ns, info.st_size)
+        return data.get("scans", {})
 
     def get(self, key, rel, mtime_ns):
         found = self.scans.get(key, {}).get(rel)
@@ -366,30 +375,34 @@ class _ScanCache:
     def put(self, key, rel, mtime_ns, scan):
         if time.time() - mtime_ns / 1e9 < _RACY_SECONDS:
             return
-        self.scans.setdefault(key, {})[rel] = [mtime_ns, scan.counts, scan.outside]
-        self.dirty = True
+        record = [mtime_ns, scan.counts, scan.outside]
+        self.scans.setdefault(key, {})[rel] = record
+        self.updates.setdefault(key, {})[rel] = record
 
     def save(self):
-        if not self.dirty:
+        """Writes the cache if anything was scanned, to the first place that takes it."""
+        if not self.updates:
             return
         for path in self.paths:
             try:
-                # Another process may have cached other folders meanwhile: keep theirs, ours win.
-                merged = {}
-                try:
-                    with open(path, encoding="utf-8") as f:
-                        old = json.load(f)
-                    if old.get("version") == _CACHE_VERSION and old.get("root") == self.root:
-                        merged = old.get("scans", {})
-                except (OSError, ValueError):
-                    pass
-                for key, folders in self.scans.items():
-                    merged.setdefault(key, {}).update(folders)
+                merged = self.scans
+                if not self._unchanged_since_read(path):
+                    # Another process may have cached other folders meanwhile: keep theirs, add ours.
+                    merged = self._read(path) or {}
+                    for key, folders in self.updates.items():
+                        merged.setdefault(key, {}).update(folders)
                 _write_json_atomically(path, {"version": _CACHE_VERSION, "root": self.root, "scans": merged})
-                self.dirty = False
+                self.updates = {}
                 return
             except OSError:
                 continue  # read-only: try the next place
+
+    def _unchanged_since_read(self, path):
+        try:
+            info = os.stat(path)
+        except OSError:
+            return self._loaded is None
+        return self._loaded == (path, info.st_mtime_ns, info.st_size)
 
 
 def _cache_paths(root, cache):
@@ -423,7 +436,7 @@ def _write_json_atomically(path, data):
     handle, temporary = tempfile.mkstemp(dir=folder, prefix=".index-", suffix=".tmp")
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as f:
-            json.dump(data, f, separators=(",", ":"))
+            f.write(json.dumps(data, separators=(",", ":")))  # dumps uses the C encoder, dump does not
         os.chmod(temporary, 0o644)  # mkstemp makes it private; the cache is no secret
         os.replace(temporary, path)
     except BaseException:
@@ -442,9 +455,11 @@ class _Arrangement:
 
 
 def _leaves_root(entry):
-    parts = re.split(r"[\\/]", entry.path)
-    return (entry.path.startswith(("/", "\\")) or re.match(r"[A-Za-z]:", entry.path) is not None
-            or ".." in parts or entry.video in ("", ".", "..") or re.search(r"[\\/]", entry.video) is not None)
+    """Whether a split entry's path is absolute or climbs out with `..` (it is refused, never looked up)."""
+    path = entry.path.replace("\\", "/")
+    video = entry.video
+    return (path.startswith("/") or path[1:2] == ":" or ".." in path.split("/")
+            or video in ("", ".", "..") or "/" in video or "\\" in video)
 
 
 def _class_folder(entry, classes):
@@ -509,7 +524,10 @@ def _scan_video(tree, store, spec, entry, classes, arrangement):
         return video
     video.rel_video = rel_rgb[len(base) + 1:] if base else rel_rgb
     for template, _ in spec.folders:
-        rel_folder, failure = tree.resolve(template.format(video=video.rel_video), any_case=False)
+        if template == spec.rgb_template:
+            rel_folder, failure = rel_rgb, None
+        else:
+            rel_folder, failure = tree.resolve(template.format(video=video.rel_video), any_case=False)
         if failure == "outside":
             video.problem = f"folder {template.format(video=video.rel_video)} resolves outside the dataset root (symlink)"
             return video
