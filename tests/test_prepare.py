@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 from two_stream_tf import cli
+from two_stream_tf.data.index import build_index
 from two_stream_tf.data.layouts import LAYOUTS
+from two_stream_tf.data.splits import SplitEntry
 from two_stream_tf.errors import UserError
 from two_stream_tf.flow.compute import compute_flow
 from two_stream_tf.flow.quantize import quantize_flow
@@ -66,6 +68,12 @@ def test_every_real_clip_gives_its_decoded_frame_count(shared_data, tmp_path, ca
         assert (tmp_path / layout.rgb_file(video, frames - 1)).is_file()
         assert not (tmp_path / layout.rgb_file(video, frames)).exists()
         assert OutputFolder(tmp_path).read_marker(video)["num_frames"] == frames
+    # The dataset index reads what was written (layout detected, frames and flow counted).
+    entries = [SplitEntry(video=pathlib.Path(k).stem, label=0, path=k) for k in expected]
+    index = build_index(tmp_path, entries, ("any",), layout="auto", cache=False)
+    assert index.layout.name == "tsn" and index.layout.start == 1
+    assert {e.video: (e.num_frames, e.num_flow) for e in index} == {
+        pathlib.Path(k).stem: (v, v - 1) for k, v in expected.items()}
     # 320x240 and 340x256 clips both come out with a 32-pixel short side.
     assert cv2.imread(str(tmp_path / "v_Biking_g01_c03" / "img_00001.jpg")).shape == (32, 43, 3)
     assert cv2.imread(str(tmp_path / "v_Basketball_g01_c02" / "flow_y_00001.jpg"), 0).shape == (32, 43)
@@ -167,6 +175,7 @@ def test_unreadable_videos_are_reported_and_the_run_goes_on(shared_data, tmp_pat
     (videos / "empty.avi").write_bytes(b"")
     real = shutil.copy(shared_data / SHORT_CLIP, videos / "good.mp4")
     (videos / "notes.txt").write_text("not a video")
+    (videos / "._good.mp4").write_bytes(b"\x00\x05\x16\x07 macOS resource fork")  # hidden: not a video
     listing = tmp_path / "list.txt"
     listing.write_text("# test list\ngarbage.avi 1\nempty.avi 2\n\ngood.mp4 3\n")
     out = tmp_path / "out"
@@ -182,7 +191,7 @@ def test_unreadable_videos_are_reported_and_the_run_goes_on(shared_data, tmp_pat
                       f"{videos / 'garbage.avi'}\tcannot be opened as a video (corrupt or unknown format)"]
     assert count(out / "good", "img_") == 48
     assert not (out / "garbage").exists() and not (out / "empty").exists()
-    # The folder form finds the same three videos (not notes.txt).
+    # The folder form finds the same three videos (not notes.txt, not the hidden file).
     assert [pathlib.Path(p).name for p in find_videos(videos)] == ["empty.avi", "garbage.avi", "good.mp4"]
     assert pathlib.Path(real).is_file()
 
@@ -202,6 +211,14 @@ def test_bad_flags_exit_2_naming_the_flag(tmp_path, capsys, flags, named):
     error = capsys.readouterr().err
     assert f"argument {named}:" in error and "Traceback" not in error
     assert not (tmp_path / "out").exists()
+
+
+def test_extract_frames_script_is_the_prepare_command(tmp_path):
+    completed = subprocess.run([sys.executable, str(PROJECT_ROOT / "pipelines" / "extract_frames.py"), str(tmp_path),
+                                str(tmp_path / "out"), "--flow", "sift"], capture_output=True, text=True,
+                               env=dict(os.environ, PYTHONPATH=str(PROJECT_ROOT)))
+    assert completed.returncode == 2
+    assert "argument --flow: invalid choice: 'sift'" in completed.stderr
 
 
 def test_missing_or_empty_video_folder_exits_2_naming_the_argument(tmp_path, capsys):

@@ -18,7 +18,8 @@ def find_videos(source, video_root=None):
 
     Args:
       source: a folder, searched recursively for files with a `VIDEO_EXTENSIONS` suffix (UCF-101 and HMDB-51
-        class folders, or a flat folder); or a text file with one video path per line (the first
+        class folders, or a flat folder), skipping hidden files and folders (macOS leaves `._v_X.avi`
+        copies that are not videos, and this tool's own `.prepare`); or a text file with one video path per line (the first
         whitespace-separated field, so UCF-101 `trainlist01.txt` lines `Class/v_X.avi 1` work; blank lines
         and lines starting with `#` are skipped).
       video_root: for a file list, the folder its relative paths start from; default: the list's folder.
@@ -32,7 +33,8 @@ def find_videos(source, video_root=None):
     source = pathlib.Path(source)
     if source.is_dir():
         return sorted(str(p.resolve()) for p in source.rglob("*")
-                      if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
+                      if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file()
+                      and not any(part.startswith(".") for part in p.relative_to(source).parts))
     if not source.is_file():
         raise UserError(f"videos: {source} is neither a folder nor a file list")
     root = pathlib.Path(video_root) if video_root is not None else source.parent

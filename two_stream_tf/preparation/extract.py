@@ -79,18 +79,25 @@ def extract_video(video_path, output_root, *, video_id=None, layout="tsn", size=
     return extract_with_settings(video_path, output_root, settings, video_id=video_id, overwrite=overwrite)
 
 
-def extract_with_settings(video_path, output_root, settings, *, video_id=None, overwrite=False):
-    """`extract_video` with an `ExtractionSettings` (what the process pool and the Beam pipeline call)."""
+def extract_with_settings(video_path, output_root, settings, *, video_id=None, overwrite=False, on_frame=None):
+    """`extract_video` with an `ExtractionSettings` (what the process pool and the Beam pipeline call).
+
+    `on_frame`, if given, is called with no arguments after each frame's files are written (progress).
+    """
     started = time.perf_counter()
     source = os.fspath(video_path)
     video_id = video_id or video_id_of(source)
     output = OutputFolder(output_root)
+    if video_id.startswith("."):
+        # Readers skip hidden folders, and ".prepare" is the bookkeeping folder.
+        return VideoResult(video_id, source, FAILED, error=f"video id {video_id!r} starts with '.': its folder "
+                           "would be hidden; rename the file")
     if not overwrite and output.is_done(video_id, settings):
         return _done_result(output, video_id, source, SKIPPED, started)
     output.create()
     staging = output.new_staging(video_id)
     try:
-        num_frames, num_flow = _write_video(source, staging, video_id, settings)
+        num_frames, num_flow = _write_video(source, staging, video_id, settings, on_frame)
         if not overwrite and output.is_done(video_id, settings):
             # Another attempt (a retried Beam bundle) finished this video meanwhile: keep its files.
             return _done_result(output, video_id, source, SKIPPED, started)
@@ -118,7 +125,7 @@ def _reason(error):
     return str(error)
 
 
-def _write_video(source, staging, video_id, settings):
+def _write_video(source, staging, video_id, settings, on_frame):
     """Writes all files of one video under `staging`; returns (num_frames, num_flow)."""
     layout = LAYOUTS[settings.layout]
     with_flow = settings.flow_method != "none"
@@ -156,6 +163,8 @@ def _write_video(source, staging, video_id, settings):
                 num_flow += 1
             previous = gray
         num_frames += 1
+        if on_frame is not None:
+            on_frame()
         if settings.max_frames is not None and num_frames >= settings.max_frames:
             frames.close()
             break

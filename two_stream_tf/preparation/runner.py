@@ -1,5 +1,6 @@
 """Many videos: a resumable, parallel extraction run with a progress bar and a failure report."""
 import concurrent.futures
+import concurrent.futures.process
 import dataclasses
 import multiprocessing
 import os
@@ -125,57 +126,90 @@ def prepare_videos(video_paths, output_root, *, workers=1, progress=True, opencv
                 pending.append(path)
         with tqdm(total=len(paths), initial=len(results), unit="video", disable=not progress,
                   desc="prepare", dynamic_ncols=True) as bar:
-            counter = _Progress(bar, started)
-            for result in _run(pending, output.root, settings, workers, threads):
+            progress_line = _Progress(bar)
+            for result in _run(pending, output.root, settings, workers, threads, progress_line):
                 results[result.source] = result
-                counter.update(result)
+                progress_line.video_finished(result)
         output.clean_staging()
         report = output.write_failure_report((r.source, r.error) for r in results.values() if r.status == FAILED)
     return PrepareSummary(output.root, tuple(results[p] for p in paths), time.perf_counter() - started, report)
 
 
 class _Progress:
-    """Keeps the bar's frames/s and failure count up to date."""
+    """The bar counts videos; its postfix shows live videos/s, frames/s and failures of this run."""
 
-    def __init__(self, bar, started):
-        self.bar, self.started, self.frames, self.failed = bar, started, 0, 0
+    def __init__(self, bar):
+        self.bar = bar
+        self.started = self.shown = time.perf_counter()
+        self.videos = self.frames = self.failed = 0
 
-    def update(self, result):
-        self.frames += result.num_frames if result.status == EXTRACTED else 0
+    def frames_written(self, frames):
+        """Frames written so far in this run (also inside videos still being written)."""
+        self.frames = frames
+        if time.perf_counter() - self.shown > 0.5:
+            self._show()
+
+    def video_finished(self, result):
+        self.videos += 1
         self.failed += result.status == FAILED
-        elapsed = max(time.perf_counter() - self.started, 1e-9)
-        self.bar.set_postfix_str(f"{self.frames / elapsed:.1f} frames/s, {self.failed} failed", refresh=False)
         self.bar.update(1)
+        self._show()
+
+    def _show(self):
+        self.shown = time.perf_counter()
+        elapsed = max(self.shown - self.started, 1e-9)
+        self.bar.set_postfix_str(f"{self.videos / elapsed:.2f} videos/s, {self.frames / elapsed:.1f} frames/s, "
+                                 f"{self.failed} failed")
 
 
-def _run(paths, output_root, settings, workers, threads):
-    """Yields a `VideoResult` per path as videos finish."""
+def _run(paths, output_root, settings, workers, threads, progress):
+    """Yields a `VideoResult` per path as videos finish, telling `progress` about every frame."""
     if not paths:
         return
     if workers == 1:
+        frames = 0
+
+        def on_frame():
+            nonlocal frames
+            frames += 1
+            progress.frames_written(frames)
+
         previous = cv2.getNumThreads()
         cv2.setNumThreads(threads)
         try:
             for path in paths:
-                yield _extract_one(path, output_root, settings)
+                yield _extract_one(path, output_root, settings, on_frame)
         finally:
             cv2.setNumThreads(previous)
         return
     # "spawn": forking a process that already runs threads (TensorFlow, a notebook kernel) can deadlock.
     context = multiprocessing.get_context("spawn")
+    frames = context.Value("q", 0)  # frames written by all workers, for the progress bar
     with concurrent.futures.ProcessPoolExecutor(min(workers, len(paths)), mp_context=context,
-                                                initializer=_init_worker, initargs=(threads,)) as pool:
-        futures = [pool.submit(_extract_one, path, output_root, settings) for path in paths]
+                                                initializer=_init_worker, initargs=(threads, frames)) as pool:
+        running = {pool.submit(_extract_one, path, output_root, settings) for path in paths}
         try:
-            for future in concurrent.futures.as_completed(futures):
-                yield future.result()
+            while running:
+                finished, running = concurrent.futures.wait(running, timeout=0.5,
+                                                            return_when=concurrent.futures.FIRST_COMPLETED)
+                progress.frames_written(frames.value)
+                for future in finished:
+                    yield future.result()
+        except concurrent.futures.process.BrokenProcessPool as error:
+            raise RuntimeError("a worker process died (killed, or out of memory?) while extracting; finished "
+                               "videos are kept: run the same command again to resume") from error
         except BaseException:
-            for future in futures:
+            for future in running:
                 future.cancel()
             raise
 
 
-def _init_worker(threads):
+_worker_frames = None
+
+
+def _init_worker(threads, frames):
+    global _worker_frames
+    _worker_frames = frames
     cv2.setNumThreads(threads)
     quiet_opencv_warnings()  # the failure report says which videos could not be read
     _die_with_parent()
@@ -194,9 +228,16 @@ def _die_with_parent():
         pass
 
 
-def _extract_one(path, output_root, settings):
+def _count_worker_frame():
+    with _worker_frames.get_lock():
+        _worker_frames.value += 1
+
+
+def _extract_one(path, output_root, settings, on_frame=None):
+    if on_frame is None and _worker_frames is not None:
+        on_frame = _count_worker_frame
     try:
-        return extract_with_settings(path, output_root, settings)
+        return extract_with_settings(path, output_root, settings, on_frame=on_frame)
     except (KeyboardInterrupt, UserError):
         raise
     except Exception as error:  # a bad video must not stop the run; say what happened
