@@ -6,7 +6,9 @@ Beam pipeline options, and writes the same files, byte for byte:
     python pipelines/beam_extract.py UCF-101 frames --flow tvl1 --runner DirectRunner \
         --direct_num_workers 2 --direct_running_mode multi_processing
     python pipelines/beam_extract.py /mnt/nfs/UCF-101 /mnt/nfs/frames --runner FlinkRunner \
-        --flink_master host:8081 --environment_type PROCESS ...
+        --flink_master host:8081 --setup_file ./setup.py ...
+
+(`--setup_file ./setup.py` installs this package on the workers.)
 
 The output must be a shared POSIX file system mounted at the same path on every worker. Exit status: 0 all
 videos done, 1 some failed (see OUTPUT/.prepare/failures.tsv), 2 bad arguments.
