@@ -111,7 +111,6 @@ def prepare_videos(video_paths, output_root, *, workers=1, progress=True, opencv
         raise UserError(f"opencv_threads must be a whole number ≥ 1, got {opencv_threads!r}")
     paths = [os.fspath(p) for p in video_paths]
     check_unique_ids(paths)
-    threads = opencv_threads or max(1, available_cpus() // workers)
     output = OutputFolder(output_root)
     started = time.perf_counter()
     with output.exclusive():
@@ -127,7 +126,10 @@ def prepare_videos(video_paths, output_root, *, workers=1, progress=True, opencv
         with tqdm(total=len(paths), initial=len(results), unit="video", disable=not progress,
                   desc="prepare", dynamic_ncols=True) as bar:
             progress_line = _Progress(bar)
-            for result in _run(pending, output.root, settings, workers, threads, progress_line):
+            # No more processes than videos left, and the cores shared out among the processes.
+            processes = min(workers, max(1, len(pending)))
+            threads = opencv_threads or max(1, available_cpus() // processes)
+            for result in _run(pending, output.root, settings, processes, threads, progress_line):
                 results[result.source] = result
                 progress_line.video_finished(result)
         output.clean_staging()
@@ -185,7 +187,7 @@ def _run(paths, output_root, settings, workers, threads, progress):
     # "spawn": forking a process that already runs threads (TensorFlow, a notebook kernel) can deadlock.
     context = multiprocessing.get_context("spawn")
     frames = context.Value("q", 0)  # frames written by all workers, for the progress bar
-    with concurrent.futures.ProcessPoolExecutor(min(workers, len(paths)), mp_context=context,
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context,
                                                 initializer=_init_worker, initargs=(threads, frames)) as pool:
         running = {pool.submit(_extract_one, path, output_root, settings) for path in paths}
         try:
