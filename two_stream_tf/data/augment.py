@@ -1,0 +1,288 @@
+"""Crops, flips and normalisation of RGB frames and flow stacks, as TensorFlow ops (safe in `tf.data`).
+
+Crop windows are `(top, left, height, width)` int32 in frame pixels; a window is decoded (or sliced),
+mirrored if asked, normalised and resized to `image_size × image_size`.
+
+Training: TSN's multi-scale corner crop (`multiscale_crop_window`). The crop side is the frame's short
+side times one of `scales` (1, .875, .75, .66) for height and for width, the two scale indices at most
+`max_distort` (1) steps apart; the window sits at one of 5 fixed places (4 corners, centre) or 13 with
+`more_fixed_crops` (also the 4 edge midpoints and the 4 quarter points), on a grid of quarter steps of the
+slack `frame - crop`. A random horizontal flip follows.
+
+Testing (`test_crop_windows`): 1 crop = the centre `c × c` window, `c = min(image_size, short side)`
+(frames smaller than `image_size` give their largest square, resized up); 3 crops = TSN's 3-crop: squares
+of the short side at the start, centre and end of the long side (left/centre/right, or top/centre/bottom),
+resized; 10 crops = the 4 corners and the centre, `c × c`, then the same 5 mirrored.
+
+Flip of flow (DESIGN.md): mirror the stack AND negate x, `x -> 255 - x` on the quantised values (a
+bitwise NOT of the uint8), y unchanged. Channels of a flow stack are `[x1, y1, x2, y2, …]`.
+
+Normalisation: RGB "tf" -> [-1, 1]; "torch" -> ImageNet mean/std; "caffe" -> BGR minus the ImageNet
+mean; "none" -> float 0..255; or a callable applied to float RGB 0..255. Flow "symmetric" ->
+`q / 127.5 - 1` in [-1, 1]; "none" -> float 0..255. Resizing is bilinear (half-pixel centres) and
+commutes with these per-channel affine maps, so they are applied wherever it is cheapest.
+"""
+import tensorflow as tf
+
+SCALES = (1.0, 0.875, 0.75, 0.66)
+# Fixed crop places as (row, column) in quarters of the slack (frame size minus crop size).
+FIXED_PLACES = ((0, 0), (0, 4), (4, 0), (4, 4), (2, 2))
+MORE_FIXED_PLACES = FIXED_PLACES + ((0, 2), (4, 2), (2, 0), (2, 4), (1, 1), (1, 3), (3, 1), (3, 3))
+TEST_CROPS = (1, 3, 10)
+
+RGB_NORMALIZATIONS = ("tf", "torch", "caffe", "none")
+FLOW_NORMALIZATIONS = ("symmetric", "none")
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+_CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+
+
+# --- Crop windows ---------------------------------------------------------------------------------------
+
+def scale_pairs(num_scales, max_distort=1):
+    """(height scale index, width scale index) pairs at most `max_distort` apart, as a Python list."""
+    return [(i, j) for i in range(num_scales) for j in range(num_scales) if abs(i - j) <= max_distort]
+
+
+def multiscale_crop_window(frame_shape, seed, *, scales=SCALES, max_distort=1, more_fixed_crops=False):
+    """A random TSN multi-scale corner-crop window.
+
+    Args:
+      frame_shape: int `(2,)` or longer, frame height and width first.
+      seed: int `(2,)` stateless seed.
+      scales: crop side as fractions of the frame's short side.
+      max_distort: largest step between the height and width scale indices (aspect jitter).
+      more_fixed_crops: 13 fixed places instead of 5.
+
+    Returns:
+      int32 `(4,)`: top, left, height, width.
+    """
+    height = tf.cast(frame_shape[0], tf.int32)
+    width = tf.cast(frame_shape[1], tf.int32)
+    pairs = tf.constant(scale_pairs(len(scales), max_distort), tf.int32)
+    places = tf.constant(MORE_FIXED_PLACES if more_fixed_crops else FIXED_PLACES, tf.int32)
+    draw = tf.random.stateless_uniform([2], seed, dtype=tf.float32)
+    pair = pairs[_pick(draw[0], pairs.shape[0])]
+    place = places[_pick(draw[1], places.shape[0])]
+    sides = tf.cast(tf.cast(tf.minimum(height, width), tf.float32) * tf.constant(scales, tf.float32), tf.int32)
+    crop_height = tf.minimum(tf.maximum(sides[pair[0]], 1), height)
+    crop_width = tf.minimum(tf.maximum(sides[pair[1]], 1), width)
+    top = (height - crop_height) // 4 * place[0]
+    left = (width - crop_width) // 4 * place[1]
+    return tf.stack([top, left, crop_height, crop_width])
+
+
+def random_flip(seed):
+    """A fair coin from a stateless seed: whether to mirror the sample."""
+    return tf.random.stateless_uniform([], seed) < 0.5
+
+
+def center_window(frame_shape, size):
+    """The centred square window of side `min(size, height, width)`, int32 `(4,)`."""
+    height = tf.cast(frame_shape[0], tf.int32)
+    width = tf.cast(frame_shape[1], tf.int32)
+    side = tf.minimum(size, tf.minimum(height, width))
+    return tf.stack([(height - side) // 2, (width - side) // 2, side, side])
+
+
+def test_crop_mirrored(crops):
+    """Which of the `crops` test views are mirrored, as a Python tuple (the last 5 of 10)."""
+    if crops not in TEST_CROPS:
+        raise ValueError(f"crops must be one of {TEST_CROPS}, got {crops}")
+    return (False,) * 5 + (True,) * 5 if crops == 10 else (False,) * crops
+
+
+def test_crop_windows(frame_shape, image_size, crops):
+    """The test-time crop windows of a frame and whether each view is mirrored.
+
+    Args:
+      frame_shape: int `(2,)` or longer, frame height and width first.
+      image_size: the side the views are resized to.
+      crops: 1 (centre), 3 (TSN 3-crop along the long side) or 10 (4 corners + centre, and mirrors).
+
+    Returns:
+      (windows int32 `(crops, 4)` as (top, left, height, width), mirrored bool `(crops,)`).
+    """
+    mirrored = tf.constant(test_crop_mirrored(crops))
+    height = tf.cast(frame_shape[0], tf.int32)
+    width = tf.cast(frame_shape[1], tf.int32)
+    if crops == 1:
+        return center_window(frame_shape, image_size)[None], mirrored
+    if crops == 3:
+        side = tf.minimum(height, width)
+        slack_y, slack_x = height - side, width - side
+        steps = tf.constant([0, 1, 2], tf.int32)
+        windows = tf.stack([steps * slack_y // 2, steps * slack_x // 2, tf.fill([3], side), tf.fill([3], side)], 1)
+        return windows, mirrored
+    side = tf.minimum(image_size, tf.minimum(height, width))
+    bottom, right = height - side, width - side
+    tops = tf.stack([0, 0, bottom, bottom, bottom // 2])
+    lefts = tf.stack([0, right, 0, right, right // 2])
+    windows = tf.stack([tops, lefts, tf.fill([5], side), tf.fill([5], side)], 1)
+    return tf.concat([windows, windows], 0), mirrored
+
+
+def bounding_window(windows):
+    """The smallest window holding all `windows` (int32 `(n, 4)`), int32 `(4,)`."""
+    top = tf.reduce_min(windows[:, 0])
+    left = tf.reduce_min(windows[:, 1])
+    bottom = tf.reduce_max(windows[:, 0] + windows[:, 2])
+    right = tf.reduce_max(windows[:, 1] + windows[:, 3])
+    return tf.stack([top, left, bottom - top, right - left])
+
+
+def _pick(uniform, count):
+    return tf.minimum(tf.cast(uniform * count, tf.int32), count - 1)
+
+
+# --- Normalisation ----------------------------------------------------------------------------------------
+
+def check_rgb_normalization(normalization):
+    """Raises ValueError unless `normalization` is a known RGB normalisation name or a callable."""
+    if not callable(normalization) and normalization not in RGB_NORMALIZATIONS:
+        raise ValueError(f"rgb_normalization must be one of {RGB_NORMALIZATIONS} or a callable, got {normalization!r}")
+
+
+def check_flow_normalization(normalization):
+    """Raises ValueError unless `normalization` is a known flow normalisation name."""
+    if normalization not in FLOW_NORMALIZATIONS:
+        raise ValueError(f"flow_normalization must be one of {FLOW_NORMALIZATIONS}, got {normalization!r}")
+
+
+def normalize_rgb(images, normalization):
+    """Normalises float RGB 0..255 (channels last) as a backbone expects.
+
+    Args:
+      images: float32 `(..., 3)` RGB in 0..255.
+      normalization: "tf", "torch", "caffe", "none", or a callable taking and returning float RGB.
+
+    Returns:
+      float32 of the same shape ("caffe" returns BGR).
+    """
+    check_rgb_normalization(normalization)
+    if callable(normalization):
+        return normalization(images)
+    if normalization == "tf":
+        return images / 127.5 - 1.0
+    if normalization == "torch":
+        mean = tf.constant(_IMAGENET_MEAN, tf.float32)
+        std = tf.constant(_IMAGENET_STD, tf.float32)
+        return (images / 255.0 - mean) / std
+    if normalization == "caffe":
+        return tf.reverse(images, [-1]) - tf.constant(_CAFFE_MEAN_BGR, tf.float32)
+    return images
+
+
+def _flow_range(normalization):
+    # Float values of quantised 0 and 255.
+    return (-1.0, 1.0) if normalization == "symmetric" else (0.0, 255.0)
+
+
+def normalize_flow(stacks, normalization="symmetric"):
+    """Normalises float quantised flow 0..255: "symmetric" -> `q / 127.5 - 1`; "none" -> unchanged."""
+    check_flow_normalization(normalization)
+    if normalization == "symmetric":
+        return stacks / 127.5 - 1.0
+    return stacks
+
+
+# --- Views ----------------------------------------------------------------------------------------------------
+
+def mirror_flow_planes(planes):
+    """Mirrors quantised flow planes left-right and negates x (`255 - q`), keeping y.
+
+    Args:
+      planes: uint8 `(..., 2L, H, W)`, planes in `[x1, y1, x2, y2, …]` order.
+
+    Returns:
+      uint8 of the same shape.
+    """
+    shape = tf.shape(planes)
+    # Reversing the last axis of a 2-D view is a fast row copy; on the 4-D tensor it is a per-byte loop.
+    mirrored = tf.reshape(tf.reverse(tf.reshape(planes, [-1, shape[-1]]), [1]), shape)
+    num_planes = planes.shape[-3]
+    x_mask = tf.constant([255, 0] * (num_planes // 2), tf.uint8)[:, None, None]
+    return tf.bitwise.bitwise_xor(mirrored, x_mask)  # 255 - q == q XOR 255 for uint8
+
+
+def flow_view(planes, flip, image_size, normalization="symmetric"):
+    """One flow stack view: uint8 planes of a crop window -> a normalised `image_size²` stack.
+
+    Args:
+      planes: uint8 `(..., 2L, h, w)`, the crop window of each plane, `[x1, y1, …]` order.
+      flip: bool scalar (tensor or Python), mirror the view (and negate x).
+      image_size: output side.
+      normalization: "symmetric" or "none".
+
+    Returns:
+      float32 `(..., image_size, image_size, 2L)`.
+    """
+    check_flow_normalization(normalization)
+    if isinstance(flip, bool):
+        planes = mirror_flow_planes(planes) if flip else planes
+    else:
+        planes = tf.cond(flip, lambda: mirror_flow_planes(planes), lambda: planes)
+    rank = planes.shape.rank
+    channels_last = tf.transpose(planes, list(range(rank - 3)) + [rank - 2, rank - 1, rank - 3])
+    low, high = _flow_range(normalization)
+    # Dequantize maps uint8 q to low + q * (high - low) / 255 in one pass (a cast and an affine map).
+    values = tf.raw_ops.Dequantize(input=tf.bitcast(channels_last, tf.quint8), min_range=low, max_range=high,
+                                   mode="MIN_COMBINED")
+    return resize(values, image_size)
+
+
+def rgb_view(images, flip, image_size, normalization="tf"):
+    """One RGB view: uint8 crop window(s) -> normalised `image_size²` float images.
+
+    Args:
+      images: uint8 `(..., h, w, 3)` RGB.
+      flip: bool scalar (tensor or Python): mirror the view.
+      image_size: output side.
+      normalization: see `normalize_rgb`.
+
+    Returns:
+      float32 `(..., image_size, image_size, 3)`.
+    """
+    check_rgb_normalization(normalization)
+    if isinstance(flip, bool):
+        images = tf.reverse(images, [-2]) if flip else images
+    else:
+        images = tf.cond(flip, lambda: tf.reverse(images, [-2]), lambda: images)
+    return normalize_rgb(resize(tf.cast(images, tf.float32), image_size), normalization)
+
+
+def resize(images, image_size):
+    """Bilinear resize (half-pixel centres) of float `(..., h, w, C)` to `image_size²`; exact sizes pass through."""
+    shape = tf.shape(images)
+    same = tf.logical_and(tf.equal(shape[-3], image_size), tf.equal(shape[-2], image_size))
+
+    def scaled():
+        return tf.image.resize(images, [image_size, image_size], method="bilinear")
+
+    def unchanged():
+        return tf.ensure_shape(images, images.shape[:-3].concatenate([None, None, images.shape[-1]]))
+
+    resized = tf.cond(same, unchanged, scaled)
+    return tf.ensure_shape(resized, images.shape[:-3].concatenate([image_size, image_size, images.shape[-1]]))
+
+
+def crop_planes(planes, window, offset=None):
+    """Slices a window out of planes or images.
+
+    Args:
+      planes: `(..., H, W)` flow planes (`channels_last=False`) — use `crop_images` for `(..., H, W, C)`.
+      window: int32 `(4,)` top, left, height, width in frame pixels.
+      offset: int32 `(2,)` frame position of `planes[..., 0, 0]` (when planes were decoded from a window).
+    """
+    top, left = window[0], window[1]
+    if offset is not None:
+        top, left = top - offset[0], left - offset[1]
+    return planes[..., top:top + window[2], left:left + window[3]]
+
+
+def crop_images(images, window, offset=None):
+    """Slices a window out of channels-last images `(..., H, W, C)` (see `crop_planes`)."""
+    top, left = window[0], window[1]
+    if offset is not None:
+        top, left = top - offset[0], left - offset[1]
+    return images[..., top:top + window[2], left:left + window[3], :]

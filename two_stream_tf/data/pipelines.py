@@ -1,0 +1,336 @@
+"""tf.data input pipelines: the spatial, temporal and two-stream datasets, for training and for testing.
+
+    index ──► epoch of videos (shuffled, sharded) ──► sample snippet starts ──► locate the sampled files
+          ──► read ──► check ──► decode (training: only the crop window) ──► mirror / normalise / resize ──► batch
+
+The three public functions take a frame-folder `DatasetIndex` (`two_stream_tf.data.index`) or a packed
+`PackedIndex` (`two_stream_tf.data.tfrecord`); both give the same tensors for the same seed.
+
+Training elements are `(x, label)`: x float32 `(B, H, W, C)`, or `(B, S, H, W, C)` with `num_segments=S`;
+C = 3 (RGB) or 2L (flow, `[x1, y1, x2, y2, …]`); label int32 `(B,)`. For the two-stream dataset x is
+`{"rgb": …, "flow": …}`; both come from the same snippet of the same video, cropped and flipped alike.
+Test elements (training=False) are one per video, in index order: `(views, label)`, views
+`(B, V, H, W, C)` with `V = num_snippets × crops`, snippet-major (view `j * crops + c` is crop c of
+snippet j); average the softmax over axis 1. Sampling and crops follow `sampling` and `augment`.
+
+Randomness is stateless, keyed by (seed, epoch, video): each pass over a dataset (an epoch of `model.fit`,
+or each repetition with `repeat`) draws a new epoch key from `tf.data.Dataset.random(seed)`, so the same
+seed gives the same tensors run after run, whatever the thread timing. `deterministic=True` also fixes
+the order of elements (and so the batches); without it, parallel decoding may reorder them.
+
+Corrupt files (`decode`): by default a sample with a truncated or empty JPEG is skipped, counted in the
+dataset's `decode_stats` (`DecodeStats`) and its file named in a logging warning; `strict=True` raises
+an error naming the file instead.
+
+Distribution: pass `input_context` (from `strategy.distribute_datasets_from_function`): each input pipeline
+reads the videos `input_pipeline_id::num_input_pipelines` (shard files for packed data when there are
+enough) and batches `input_context.get_per_replica_batch_size(batch_size)`.
+"""
+import dataclasses
+import random
+
+import tensorflow as tf
+
+from two_stream_tf.data import augment, sampling, sources
+from two_stream_tf.data.decode import DecodeStats, decode_frames, frame_shape, guarded, keep_or_report
+
+_CHANNELS = {"rgb": 3}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Spec:
+    streams: tuple
+    training: bool
+    image_size: int
+    num_segments: object
+    crops: int
+    num_snippets: int
+    stack_length: int
+    rgb_normalization: object
+    flow_normalization: str
+    seed: int
+    strict: bool
+    scales: tuple
+    max_distort: int
+    more_fixed_crops: bool
+
+    def channels(self, stream):
+        return 3 if stream == "rgb" else 2 * self.stack_length
+
+    def items(self, video):
+        """The number of items snippets are drawn from: flow pairs when flow is read, else RGB frames."""
+        return video["num_flow"] if "flow" in self.streams else video["num_frames"]
+
+    @property
+    def length(self):
+        return self.stack_length if "flow" in self.streams else 1
+
+
+def spatial_dataset(index, *, training, batch_size, image_size=224, num_segments=None, crops=1, num_snippets=25,
+                    rgb_normalization="tf", seed=None, deterministic=False, strict=False, input_context=None,
+                    repeat=None, shuffle_buffer=None, scales=augment.SCALES, max_distort=1, more_fixed_crops=False,
+                    stats=None):
+    """The RGB (spatial stream) dataset of an index.
+
+    Args:
+      index: a `DatasetIndex` (frame folders) or a `PackedIndex` (packed TFRecords).
+      training: True: random snippets, multi-scale corner crops and flips, shuffled; False: the test
+        protocol, one element per video in index order.
+      batch_size: global batch size (videos per batch at test time).
+      image_size: side of the square output.
+      num_segments: None (one frame per sample, `(B, H, W, 3)`) or S TSN segments (`(B, S, H, W, 3)`).
+      crops: test crops per snippet, 1, 3 or 10 (see `augment.test_crop_windows`).
+      num_snippets: test snippets per video (25 in the published protocol).
+      rgb_normalization: "tf", "torch", "caffe", "none" or a callable on float RGB 0..255: use the
+        backbone's (`two_stream_tf.models.get_backbone(name).rgb_normalization`).
+      seed: int seed of all randomness; None draws one (then runs differ).
+      deterministic: fix the element order too (slightly slower); with seed None, seed 0 is used.
+      strict: raise on a corrupt JPEG instead of skipping the sample.
+      input_context: a `tf.distribute.InputContext`: shard and use the per-replica batch size.
+      repeat: None/False: one pass per iteration (each `model.fit` epoch draws new samples); True: endless;
+        an int: that many epochs.
+      shuffle_buffer: 0 turns shuffling off; otherwise frame folders are permuted whole every epoch and
+        packed records are shuffled in a buffer of this many videos (default 16).
+      scales, max_distort, more_fixed_crops: TSN multi-scale crop parameters (`augment`).
+      stats: a `DecodeStats` to count skipped samples in (one is made if None); also `dataset.decode_stats`.
+
+    Returns:
+      A `tf.data.Dataset` of `(x, label)`; see the module docstring for shapes.
+    """
+    augment.check_rgb_normalization(rgb_normalization)
+    spec = _spec(("rgb",), training, image_size, num_segments, crops, num_snippets, 1, rgb_normalization,
+                 "symmetric", seed, deterministic, strict, scales, max_distort, more_fixed_crops)
+    return _dataset(index, spec, batch_size, deterministic, input_context, repeat, shuffle_buffer, stats)
+
+
+def temporal_dataset(index, *, training, batch_size, stack_length=10, flow_normalization="symmetric", image_size=224,
+                     num_segments=None, crops=1, num_snippets=25, seed=None, deterministic=False, strict=False,
+                     input_context=None, repeat=None, shuffle_buffer=None, scales=augment.SCALES, max_distort=1,
+                     more_fixed_crops=False, stats=None):
+    """The optical-flow (temporal stream) dataset of an index: stacks of `stack_length` x/y pairs.
+
+    Args:
+      stack_length: L, flow pairs per stack; x has 2L channels `[x1, y1, x2, y2, …]`.
+      flow_normalization: "symmetric" (`q / 127.5 - 1`, in [-1, 1]) or "none" (float 0..255).
+      Others: as in `spatial_dataset`. Mirrored samples and mirrored test crops have x negated
+      (`255 - q` before normalisation).
+
+    Returns:
+      A `tf.data.Dataset` of `(x, label)`, x `(B, [S,] H, W, 2L)` (test: `(B, V, H, W, 2L)`).
+    """
+    augment.check_flow_normalization(flow_normalization)
+    spec = _spec(("flow",), training, image_size, num_segments, crops, num_snippets, stack_length, "tf",
+                 flow_normalization, seed, deterministic, strict, scales, max_distort, more_fixed_crops)
+    return _dataset(index, spec, batch_size, deterministic, input_context, repeat, shuffle_buffer, stats)
+
+
+def two_stream_dataset(index, *, training, batch_size, stack_length=10, rgb_normalization="tf",
+                       flow_normalization="symmetric", image_size=224, num_segments=None, crops=1, num_snippets=25,
+                       seed=None, deterministic=False, strict=False, input_context=None, repeat=None,
+                       shuffle_buffer=None, scales=augment.SCALES, max_distort=1, more_fixed_crops=False,
+                       stats=None):
+    """RGB and flow of the same snippets: x is `{"rgb": (B, [S,] H, W, 3), "flow": (B, [S,] H, W, 2L)}`.
+
+    A snippet starting at flow pair s pairs RGB frame s with pairs s..s+L-1; both get the same crop window
+    (in relative terms when their frame sizes differ) and the same flip. Arguments as in
+    `spatial_dataset` and `temporal_dataset`.
+    """
+    augment.check_rgb_normalization(rgb_normalization)
+    augment.check_flow_normalization(flow_normalization)
+    spec = _spec(("rgb", "flow"), training, image_size, num_segments, crops, num_snippets, stack_length,
+                 rgb_normalization, flow_normalization, seed, deterministic, strict, scales, max_distort,
+                 more_fixed_crops)
+    return _dataset(index, spec, batch_size, deterministic, input_context, repeat, shuffle_buffer, stats)
+
+
+def _spec(streams, training, image_size, num_segments, crops, num_snippets, stack_length, rgb_normalization,
+          flow_normalization, seed, deterministic, strict, scales, max_distort, more_fixed_crops):
+    if num_segments is not None and int(num_segments) < 1:
+        raise ValueError(f"num_segments must be None or at least 1, got {num_segments}")
+    if not training and crops not in augment.TEST_CROPS:
+        raise ValueError(f"crops must be one of {augment.TEST_CROPS}, got {crops}")
+    if int(stack_length) < 1 or int(num_snippets) < 1 or int(image_size) < 1:
+        raise ValueError("stack_length, num_snippets and image_size must be positive")
+    if seed is None:
+        seed = 0 if deterministic else random.SystemRandom().randrange(2 ** 31)
+    return _Spec(streams=streams, training=bool(training), image_size=int(image_size),
+                 num_segments=None if num_segments is None else int(num_segments), crops=int(crops),
+                 num_snippets=int(num_snippets), stack_length=int(stack_length),
+                 rgb_normalization=rgb_normalization, flow_normalization=flow_normalization, seed=int(seed),
+                 strict=bool(strict), scales=tuple(float(s) for s in scales), max_distort=int(max_distort),
+                 more_fixed_crops=bool(more_fixed_crops))
+
+
+def _epoch_keys(seed, repeat):
+    # A new key each time the dataset is iterated, the same sequence for the same seed.
+    keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    if repeat is None or repeat is False:
+        return keys.take(1)
+    if repeat is True:
+        return keys
+    return keys.take(int(repeat))
+
+
+def _dataset(index, spec, batch_size, deterministic, input_context, repeat, shuffle_buffer, stats):
+    source = sources.for_index(index)
+    if not source.entries:
+        raise ValueError("the index has no videos")
+    stats = DecodeStats() if stats is None else stats
+    shard_index, num_shards = 0, 1
+    if input_context is not None:
+        shard_index, num_shards = input_context.input_pipeline_id, input_context.num_input_pipelines
+        batch_size = input_context.get_per_replica_batch_size(batch_size)
+    shuffle = spec.training and shuffle_buffer != 0
+
+    def epoch(key):
+        videos = source.epoch_videos(key, shard_index=shard_index, num_shards=num_shards, shuffle=shuffle,
+                                     seed=spec.seed, shuffle_buffer=shuffle_buffer, streams=spec.streams)
+        return videos.map(lambda video: dict(video, epoch_key=key))
+
+    videos = _epoch_keys(spec.seed, repeat).flat_map(epoch)
+    if spec.training:
+        samples = videos.map(lambda video: _train_sample(spec, source, video), num_parallel_calls=tf.data.AUTOTUNE,
+                             deterministic=deterministic)
+    else:
+        snippets = videos.map(lambda video: _test_snippets(spec, source, video)).unbatch()
+        views = snippets.map(lambda snippet: _test_views(spec, source, snippet), num_parallel_calls=tf.data.AUTOTUNE,
+                             deterministic=True)
+        samples = views.batch(spec.num_snippets).map(_regroup_views)
+    if not spec.strict:
+        samples = samples.filter(lambda x, label, names, complete: keep_or_report(names, complete, stats))
+    samples = samples.map(lambda x, label, names, complete: (x, label))
+    dataset = samples.batch(batch_size).prefetch(2 if spec.training else 1)
+    options = tf.data.Options()
+    options.deterministic = bool(deterministic) or not spec.training
+    # Per-element ops are small; running each on one thread avoids intra-op hand-offs between the cores
+    # that the parallel map already keeps busy.
+    options.threading.max_intra_op_parallelism = 1
+    dataset = dataset.with_options(options)
+    dataset.decode_stats = stats
+    return dataset
+
+
+# --- Training samples ---------------------------------------------------------------------------------------
+
+def _train_sample(spec, source, video):
+    seed = sampling.sample_seed(spec.seed, video["epoch_key"], video["key"])
+    starts = sampling.train_starts(spec.items(video), sampling.sub_seed(seed, sampling.SAMPLING),
+                                   num_segments=spec.num_segments or 1, length=spec.length)
+    flip = augment.random_flip(sampling.sub_seed(seed, sampling.FLIP))
+    crop_seed = sampling.sub_seed(seed, sampling.CROP)
+    data, names = _locate_and_load(spec, source, video, starts)
+
+    def window(stream, first):
+        return augment.multiscale_crop_window(frame_shape(first), crop_seed, scales=spec.scales,
+                                              max_distort=spec.max_distort, more_fixed_crops=spec.more_fixed_crops)
+
+    def build():
+        views = {}
+        for stream in spec.streams:
+            flat = tf.reshape(data[stream], [-1])
+            crop = window(stream, flat[0])
+            views[stream] = _stream_views(spec, stream, decode_frames(flat, _channels(stream), crop), flip)
+        return views
+
+    sample, complete = guarded(_concat(data, spec), _concat(names, spec), build, lambda: _zeros(spec), spec.strict)
+    if spec.num_segments is None:
+        sample = {stream: views[0] for stream, views in sample.items()}
+    x = sample if len(spec.streams) > 1 else sample[spec.streams[0]]
+    return x, video["label"], _concat(names, spec), complete
+
+
+def _stream_views(spec, stream, frames, flip):
+    """Decoded frames of a sample's S snippets -> float views `(S, size, size, C)`."""
+    if stream == "rgb":
+        return augment.rgb_view(frames, flip, spec.image_size, spec.rgb_normalization)
+    planes = tf.reshape(frames, tf.concat([[-1, 2 * spec.stack_length], tf.shape(frames)[1:]], 0))
+    planes = tf.ensure_shape(planes, [None, 2 * spec.stack_length, None, None])
+    return augment.flow_view(planes, flip, spec.image_size, spec.flow_normalization)
+
+
+def _zeros(spec):
+    segments = spec.num_segments or 1
+    return {stream: tf.zeros([segments, spec.image_size, spec.image_size, spec.channels(stream)])
+            for stream in spec.streams}
+
+
+def _channels(stream):
+    return _CHANNELS.get(stream, 1)
+
+
+def _locate_and_load(spec, source, video, starts):
+    """Bytes and names of the sampled files per stream: rgb `(S,)`, flow `(S, 2L)`."""
+    data, names = {}, {}
+    for stream in spec.streams:
+        locators, names[stream] = _locate(spec, source, video, stream, starts)
+        data[stream] = source.load(locators)
+    return data, names
+
+
+def _locate(spec, source, video, stream, starts):
+    if stream == "rgb":
+        return source.locate(video, "rgb", sampling.rgb_indices(starts, video["num_frames"]))
+    return source.locate(video, "flow", sampling.stack_indices(starts, spec.stack_length, video["num_flow"]))
+
+
+def _concat(per_stream, spec):
+    return tf.concat([tf.reshape(per_stream[stream], [-1]) for stream in spec.streams], 0)
+
+
+# --- Test samples ------------------------------------------------------------------------------------------------
+
+def _test_snippets(spec, source, video):
+    """One video -> its `num_snippets` snippets' locators and names (unbatched next)."""
+    starts = sampling.test_starts(spec.items(video), spec.num_snippets, length=spec.length)
+    snippets = {"label": tf.fill([spec.num_snippets], video["label"])}
+    for stream in spec.streams:
+        stream_starts = starts[:, None] if stream == "rgb" else starts
+        locators, names = _locate(spec, source, video, stream, stream_starts)
+        snippets[f"{stream}_locators"] = tf.reshape(locators, [spec.num_snippets, -1])
+        snippets[f"{stream}_names"] = tf.reshape(names, [spec.num_snippets, -1])
+    return snippets
+
+
+def _test_views(spec, source, snippet):
+    """One snippet -> its `crops` views per stream, `(crops, size, size, C)`."""
+    data = {stream: tf.ensure_shape(source.load(snippet[f"{stream}_locators"]), [_files(spec, stream)])
+            for stream in spec.streams}
+    names = {stream: snippet[f"{stream}_names"] for stream in spec.streams}
+    mirrored = augment.test_crop_mirrored(spec.crops)
+
+    def build():
+        views = {}
+        for stream in spec.streams:
+            windows, _ = augment.test_crop_windows(frame_shape(data[stream][0]), spec.image_size, spec.crops)
+            box = augment.bounding_window(windows)
+            frames = decode_frames(data[stream], _channels(stream), box)
+            crops = []
+            for c in range(spec.crops):
+                if stream == "rgb":
+                    crop = augment.crop_images(frames, windows[c], offset=box[:2])
+                else:
+                    crop = augment.crop_planes(frames, windows[c], offset=box[:2])
+                crops.append(_stream_views(spec, stream, crop, mirrored[c])[0])
+            views[stream] = tf.stack(crops)
+        return views
+
+    def zeros():
+        return {stream: tf.zeros([spec.crops, spec.image_size, spec.image_size, spec.channels(stream)])
+                for stream in spec.streams}
+
+    views, complete = guarded(_concat(data, spec), _concat(names, spec), build, zeros, spec.strict)
+    return views, snippet["label"], _concat(names, spec), complete
+
+
+def _files(spec, stream):
+    return 1 if stream == "rgb" else 2 * spec.stack_length
+
+
+def _regroup_views(views, labels, names, complete):
+    """`num_snippets` snippets of one video -> `(V, size, size, C)` views per stream, one label."""
+    merged = {}
+    for stream, value in views.items():
+        shape = tf.shape(value)
+        merged[stream] = tf.reshape(value, tf.concat([[-1], shape[2:]], 0))
+    x = merged if len(merged) > 1 else next(iter(merged.values()))
+    return x, labels[0], tf.reshape(names, [-1]), tf.reshape(complete, [-1])
