@@ -130,6 +130,8 @@ def test_classes_of_a_pair_look_alike_but_move_apart(synthetic_dataset):
             frames = [cv2.imread(os.path.join(synthetic_dataset.frames_dir, spec.video, f"img_{t + 1:05d}.jpg"))
                       for t in (0, 16, 31)]
             colours.append(np.mean([f.reshape(-1, 3).mean(axis=0) for f in frames], axis=0))
+            if not name.startswith("Ball"):
+                continue
             mask = render_video(spec).object_mask
             motions.append(np.mean([read_flow(synthetic_dataset.frames_dir, spec.video, t)[interior(mask[t]), 0].mean()
                                     for t in (0, 15, 30)]))

@@ -466,9 +466,12 @@ def write_synthetic_dataset(output_dir, num_classes=8, videos_per_class=12, num_
                                classes=classes, layout=layout, videos=specs)
     os.makedirs(root, exist_ok=True)
     _write_split_files(root, classes, specs)
-    for spec in tqdm(specs, desc="synthetic videos", unit="video", disable=None if progress is None else not progress):
+    for number, spec in enumerate(tqdm(specs, desc="synthetic videos", unit="video",
+                                       disable=None if progress is None else not progress)):
         rendered = render_video(spec)
         _write_avi(dataset.video_path(spec), rendered.frames)
+        if number == 0:
+            _check_readable(dataset.video_path(spec), len(rendered.frames))
         if write_frames:
             _write_frame_folder(frames_dir, layout, spec.video, rendered)
     return dataset
@@ -495,6 +498,20 @@ def _write_avi(path, frames):
             writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     finally:
         writer.release()
+
+
+def _check_readable(path, num_frames):
+    """Fails early if this OpenCV build cannot decode the AVIs it writes (all would be useless)."""
+    capture = cv2.VideoCapture(path)
+    try:
+        decoded = 0
+        while capture.read()[0]:
+            decoded += 1
+    finally:
+        capture.release()
+    if decoded != num_frames:
+        raise RuntimeError(f"OpenCV wrote {path} but decodes {decoded} of its {num_frames} frames; "
+                           "this OpenCV build lacks MJPG AVI support")
 
 
 def _write_frame_folder(frames_dir, layout, video, rendered):
