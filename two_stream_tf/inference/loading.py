@@ -151,6 +151,7 @@ def _assign(result, model, where, count):
         result.rgb_size, result.flow_size = rgb_shape[:2], flow_shape[:2]
         result.stack_length = flow_shape[2] // 2
         result.num_classes = int(model.output_shape[-1])
+        _check_sizes(result, where)
         return
     model = per_view_model(model)
     shape = tuple(model.input_shape[-3:])
@@ -170,9 +171,17 @@ def _assign(result, model, where, count):
     if result.num_classes and classes != result.num_classes:
         raise UserError(f"{where} scores {classes} classes, the other model {result.num_classes}")
     result.num_classes = classes
+    _check_sizes(result, where)
+
+
+def _check_sizes(result, where):
     for size in (result.rgb_size, result.flow_size):
-        if size is not None and None in size:
+        if size is None:
+            continue
+        if None in size:
             raise UserError(f"{where}: the model takes inputs of any size; build it with a fixed input_shape")
+        if size[0] != size[1]:
+            raise UserError(f"{where}: input {size[0]}x{size[1]} is not square; the test crops are square")
 
 
 def _check_classes(result, loaded):

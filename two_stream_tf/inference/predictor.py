@@ -30,12 +30,13 @@ import time
 import numpy as np
 from tqdm import tqdm
 
+from two_stream_tf.data.augment import TEST_CROPS
 from two_stream_tf.errors import UserError
 from two_stream_tf.flow.quantize import DEFAULT_BOUND, dequantize_flow
 from two_stream_tf.inference import annotate as annotate_lib
 from two_stream_tf.inference.frames import FlowWorkers, FrameStore, Timings
 from two_stream_tf.inference.loading import load_prediction_models
-from two_stream_tf.inference.snippets import flow_inputs, plan_snippets, rgb_inputs
+from two_stream_tf.inference.snippets import crop_windows, flow_inputs, plan_snippets, rgb_inputs
 from two_stream_tf.inference.video_source import FrameArraySource, open_source, parse_source
 from two_stream_tf.preparation.settings import DEFAULT_SIZE, ExtractionSettings
 
@@ -131,6 +132,8 @@ class Predictor:
       short_side: instead of `size`, resize so the short side has this many pixels.
       num_snippets: snippets per whole video (25, the test protocol).
       top_k: classes reported.
+      crops: views per snippet, as in testing: 1 (centre), 3 (TSN's 3-crop) or 10 (corners, centre and
+        their mirrors) — each multiplies the model work.
       rgb_normalization: the spatial stream's RGB normalisation, or None to find it.
       stream_weights: `(w_rgb, w_flow)` for averaging separate streams (default equal).
       bound: flow quantisation bound in pixels (as in training: 20).
@@ -140,7 +143,7 @@ class Predictor:
 
     def __init__(self, model_or_paths, class_names=None, *, flow_method="dis", stack_length=None,
                  size=DEFAULT_SIZE, short_side=None, num_snippets=DEFAULT_SNIPPETS, top_k=5,
-                 rgb_normalization=None, stream_weights=None, bound=DEFAULT_BOUND, flow_workers=None,
+                 crops=1, rgb_normalization=None, stream_weights=None, bound=DEFAULT_BOUND, flow_workers=None,
                  max_buffered_frames=MAX_BUFFERED_FRAMES):
         self.models = load_prediction_models(model_or_paths, class_names, rgb_normalization=rgb_normalization,
                                              stack_length=stack_length, stream_weights=stream_weights)
@@ -153,6 +156,10 @@ class Predictor:
                                            flow_method=flow_method, bound=bound)
         self.num_snippets = _positive_int(num_snippets, "number of snippets")
         self.top_k = _positive_int(top_k, "top-k")
+        if crops not in TEST_CROPS:
+            raise UserError(f"crops {crops!r}: expected one of {', '.join(map(str, TEST_CROPS))}")
+        self.crops = crops
+        self._windows_cache = {}
         self.flow_workers = flow_workers
         self.max_buffered_frames = _positive_int(max_buffered_frames, "max_buffered_frames")
         self._runners = _ModelRunners(self.models)
@@ -302,12 +309,21 @@ class Predictor:
                 store.request(pair)
         with timings.measure("preprocess"):
             if models.uses_rgb:
-                rgb = rgb_inputs([store.color(i) for i in plan.rgb], models.rgb_size, models.rgb_normalization)
+                windows = self._crop_windows(store.frame_size, models.rgb_size[0])
+                rgb = rgb_inputs([store.color(i) for i in plan.rgb], windows, models.rgb_size[0],
+                                 models.rgb_normalization)
         if models.uses_flow:
             stacks = [[store.flow(pair) for pair in stack] for stack in plan.stacks]  # waits for the workers
             with timings.measure("preprocess"):
-                flow = flow_inputs(stacks, models.flow_size)
-        return self._runners(rgb, flow, timings)
+                windows = self._crop_windows(store.frame_size, models.flow_size[0])
+                flow = flow_inputs(stacks, windows, models.flow_size[0])
+        return self._runners(rgb, flow, self.crops, timings)
+
+    def _crop_windows(self, frame_size, image_size):
+        key = (frame_size, image_size)
+        if key not in self._windows_cache:
+            self._windows_cache[key] = crop_windows(frame_size, image_size, self.crops)
+        return self._windows_cache[key]
 
     # --- sliding windows -------------------------------------------------------------------------------
 
@@ -501,26 +517,32 @@ class _ModelRunners:
         if models.temporal is not None:
             self.temporal = traced(models.temporal, spec(models.flow_size, 2 * models.stack_length))
 
-    def __call__(self, rgb, flow, timings):
-        """Per-snippet class scores `(S, K)` (per sequence for sequence models, repeated to S rows)."""
+    def __call__(self, rgb, flow, crops, timings):
+        """Class scores of the views `(S · crops, …)`: per snippet `(S, K)`, averaged over its crops (a
+        sequence model gives one row per sequence of snippets instead)."""
         models = self.models
         if self.fused is not None:
             with timings.measure("models"):
                 inputs = {"rgb": rgb, "flow": flow}
                 if models.fused_sequence:
                     from two_stream_tf.evaluation.protocol import to_units
-                    inputs = {k: to_units(v[None], 1, models.fused_sequence) for k, v in inputs.items()}
-                return np.asarray(self.fused(inputs), dtype=np.float64)
+                    inputs = {k: to_units(v[None], crops, models.fused_sequence) for k, v in inputs.items()}
+                    return np.asarray(self.fused(inputs), dtype=np.float64)
+                return _crop_mean(np.asarray(self.fused(inputs), dtype=np.float64), crops)
         scores = []
         if self.spatial is not None:
             with timings.measure("spatial"):
-                scores.append(np.asarray(self.spatial(rgb), dtype=np.float64))
+                scores.append(_crop_mean(np.asarray(self.spatial(rgb), dtype=np.float64), crops))
         if self.temporal is not None:
             with timings.measure("temporal"):
-                scores.append(np.asarray(self.temporal(flow), dtype=np.float64))
+                scores.append(_crop_mean(np.asarray(self.temporal(flow), dtype=np.float64), crops))
         if len(scores) == 2:
             scores = [models.stream_weights[0] * scores[0], models.stream_weights[1] * scores[1]]
         return scores[0] + scores[1] if len(scores) == 2 else scores[0]
+
+
+def _crop_mean(scores, crops):
+    return scores.reshape(-1, crops, scores.shape[-1]).mean(axis=1)
 
 
 def _source_spec(source, fps):

@@ -1,18 +1,20 @@
 """Which frames the models see, and the model inputs built from them — the test protocol of training.
 
 A video (or a window of a stream) of N frames is scored on S evenly spaced snippets (S = 25 for a whole
-video, as TSN's test protocol): snippet j is the RGB frame `rgb[j]` for the spatial stream and the stack
-of L flow pairs starting at `flow[j]` for the temporal stream. Positions come from the same sampling code
-as the input pipelines' test mode, and crops and normalisation are the pipelines' own, so a model sees at
-prediction time exactly what it saw in testing: the centre crop of the prepared frame, RGB normalised as
-its backbone wants, flow `q / 127.5 - 1` with channels `[x1, y1, x2, y2, …]`.
+video, as TSN's test protocol): snippet j is an RGB frame for the spatial stream and a stack of L flow
+pairs for the temporal stream. Positions come from the input pipelines' sampling code
+(`two_stream_tf.data.sampling`), crops and normalisation from their augmentation code
+(`two_stream_tf.data.augment`), so a model sees at prediction time exactly what it saw in testing: the
+centre crop (or TSN's 3 or 10 crops) of the prepared frame, RGB normalised as its backbone wants, flow
+`q / 127.5 - 1` with channels `[x1, y1, x2, y2, …]` and x negated on mirrored crops.
 """
 import dataclasses
 
 import numpy as np
 
-from two_stream_tf.data import sampling
-from two_stream_tf.inference import _protocol
+import tensorflow as tf
+
+from two_stream_tf.data import augment, sampling
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,31 +78,66 @@ def plan_snippets(num_frames, num_snippets, stack_length=None, offset=0, *, with
     return SnippetPlan(offset, tuple(offset + int(i) for i in rgb), stacks)
 
 
-def rgb_inputs(frames, image_size, rgb_normalization):
+def crop_windows(frame_size, image_size, crops=1):
+    """The test crop windows of a prepared frame, as the pipelines' test mode takes them.
+
+    Args:
+      frame_size: `(width, height)` of the prepared frames.
+      image_size: side of the square model input.
+      crops: 1 (centre), 3 or 10 (`two_stream_tf.data.augment.test_crop_windows`).
+
+    Returns:
+      `[(window, mirrored), …]`, window = `(top, left, height, width)` ints.
+    """
+    windows, _ = augment.test_crop_windows((frame_size[1], frame_size[0]), image_size, crops)
+    return list(zip((tuple(int(v) for v in w) for w in windows.numpy()), augment.test_crop_mirrored(crops)))
+
+
+def rgb_inputs(frames, windows, image_size, rgb_normalization):
     """The spatial stream's input for a batch of prepared frames.
 
     Args:
       frames: uint8 BGR frames `(H, W, 3)` (as OpenCV decodes), all of one size.
-      image_size: `(height, width)` of the model input.
+      windows: `crop_windows(…)` of that size.
+      image_size: side of the square model input.
       rgb_normalization: "tf", "torch", "caffe" or "none" (the backbone's, see `two_stream_tf.models`).
 
     Returns:
-      float32 `(B, height, width, 3)`, RGB, normalised.
+      float32 `(B · crops, image_size, image_size, 3)`, RGB, normalised; the crops of a frame are
+      consecutive.
     """
-    crops = np.stack([_protocol.center_crop(frame, image_size)[..., ::-1] for frame in frames])
-    return _protocol.normalize_rgb(crops, rgb_normalization)
+    views = []
+    for window, mirrored in windows:
+        crops = np.stack([augment.crop_images(frame, window)[..., ::-1] for frame in frames])  # BGR -> RGB
+        views.append(augment.rgb_view(tf.convert_to_tensor(crops), mirrored, image_size, rgb_normalization))
+    return _interleave(views)
 
 
-def flow_inputs(stacks, image_size):
+def flow_inputs(stacks, windows, image_size):
     """The temporal stream's input for a batch of flow stacks.
 
     Args:
       stacks: per stack, a list of L quantised flow pairs, uint8 `(H, W, 2)` (x then y).
-      image_size: `(height, width)` of the model input.
+      windows: `crop_windows(…)` of the prepared frame size.
+      image_size: side of the square model input.
 
     Returns:
-      float32 `(B, height, width, 2L)`, channels `[x1, y1, x2, y2, …]`, in [-1, 1].
+      float32 `(B · crops, image_size, image_size, 2L)`, channels `[x1, y1, x2, y2, …]` in [-1, 1];
+      mirrored crops have x negated, as in testing.
     """
-    crops = np.stack([np.concatenate([_protocol.center_crop(pair, image_size) for pair in stack], axis=-1)
-                      for stack in stacks])
-    return _protocol.normalize_flow(crops)
+    views = []
+    for window, mirrored in windows:
+        crops = np.stack([np.stack([augment.crop_images(pair, window) for pair in stack]) for stack in stacks])
+        batch, length, height, width, _ = crops.shape
+        # (B, L, h, w, 2) -> planes (B, 2L, h, w) in [x1, y1, x2, y2, …] order, as the pipelines read them.
+        planes = np.ascontiguousarray(crops.transpose(0, 1, 4, 2, 3)).reshape(batch, 2 * length, height, width)
+        views.append(augment.flow_view(tf.convert_to_tensor(planes), mirrored, image_size))
+    return _interleave(views)
+
+
+def _interleave(views):
+    """Views `[(B, …)] * crops` to `(B · crops, …)`, the crops of one snippet consecutive."""
+    if len(views) == 1:
+        return views[0]
+    stacked = tf.stack(views, axis=1)
+    return tf.reshape(stacked, tf.concat([[-1], tf.shape(stacked)[2:]], 0))
