@@ -3,8 +3,8 @@
 Generates a UCF-101-sized tree in a temporary folder (13,320 video folders of 101 classes, 20 frames and
 19 flow pairs each, as hard links to one empty file: the index reads only names), indexes it cold (no cache
 file), re-opens it (cache valid), re-opens it after 1 % of the folders changed, and deletes the tree. All
-times come from one run, so the ratios compare like with like. The operating system's file cache is warm in every phase (the
-tree was just written), which is the usual case when a training job starts after the previous one.
+times come from one run, so the ratios compare like with like. The operating system's file cache is warm in
+every phase (the tree was just written), as when a training job starts after the previous one.
 
     python benchmarks/index_cache.py
     python benchmarks/index_cache.py --videos 2000 --json

@@ -146,8 +146,8 @@ def test_entries_leaving_the_root_are_refused(tmp_path):
     os.symlink(outside / "img_00003.jpg", root / "v_filelink" / "img_00003.jpg")
     make_video(tmp_path / "root" / "Walk" / "v_inside_target", frames=3, flow=2)
     os.symlink(root / "Walk" / "v_inside_target", root / "v_internal")  # a link inside the root is fine
-    entries = [entry("v_in"), SplitEntry("v_out", 0, "../elsewhere/v_out.avi"), SplitEntry("v_abs", 0, "/etc/v_abs.avi"),
-               entry("v_link"), entry("v_filelink"), entry("v_internal")]
+    entries = [entry("v_in"), SplitEntry("v_out", 0, "../elsewhere/v_out.avi"),
+               SplitEntry("v_abs", 0, "/etc/v_abs.avi"), entry("v_link"), entry("v_filelink"), entry("v_internal")]
     with pytest.raises(UserError) as error:
         build_index(root, entries, ["Walk"], cache=False)
     message = str(error.value)

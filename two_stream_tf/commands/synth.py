@@ -51,7 +51,8 @@ def build_parser():
     parser = _Parser(prog="two-stream synth", description=__doc__.split("\n\n")[0],
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", required=True, help="folder to write the dataset into")
-    parser.add_argument("--classes", type=_count(1, MAX_CLASSES), default=8, help=f"number of classes, 1..{MAX_CLASSES} (default 8)")
+    parser.add_argument("--classes", type=_count(1, MAX_CLASSES), default=8,
+                        help=f"number of classes, 1..{MAX_CLASSES} (default 8)")
     parser.add_argument("--videos-per-class", type=_count(2), default=12, help="clips per class, >= 2 (default 12)")
     parser.add_argument("--frames", type=_count(2), default=32, help="frames per video, >= 2 (default 32)")
     parser.add_argument("--size", type=_size, default=(128, 96), metavar="WxH", help="frame size (default 128x96)")

@@ -231,8 +231,8 @@ class _ScanSpec:
                 other = LAYOUTS[name]
                 folders["{video}"] |= {other.rgb_prefix, other.flow_x_prefix, other.flow_y_prefix}
         folders = tuple((t, tuple(sorted(p, key=len, reverse=True))) for t, p in folders.items())
-        patterns = {t: re.compile(f"({'|'.join(map(re.escape, p))})([0-9]{{{layout.digits}}}){re.escape(layout.extension)}")
-                    for t, p in folders}
+        number = f"([0-9]{{{layout.digits}}}){re.escape(layout.extension)}"
+        patterns = {t: re.compile(f"({'|'.join(map(re.escape, p))}){number}") for t, p in folders}
         return _ScanSpec(folders, patterns)
 
     @property
@@ -529,7 +529,8 @@ def _scan_video(tree, store, spec, entry, classes, arrangement):
         else:
             rel_folder, failure = tree.resolve(template.format(video=video.rel_video), any_case=False)
         if failure == "outside":
-            video.problem = f"folder {template.format(video=video.rel_video)} resolves outside the dataset root (symlink)"
+            folder = template.format(video=video.rel_video)
+            video.problem = f"folder {folder} resolves outside the dataset root (symlink)"
             return video
         if rel_folder is None:
             video.scans[template] = None
@@ -581,7 +582,8 @@ def _check_video(tree, spec, layout, video, has_flow, detected):
         return [f"missing folder {layout.rgb_dir.format(video=rel)}"]
     scan = video.scans[layout.rgb_dir]
     if scan.outside:
-        reasons.append(f"{len(scan.outside)} file(s) resolve outside the dataset root (symlinks), e.g. {scan.outside[0]}")
+        reasons.append(f"{len(scan.outside)} file(s) resolve outside the dataset root (symlinks), "
+                       f"e.g. {scan.outside[0]}")
     reasons += _numbering_problems(tree, spec, layout, video, layout.rgb_dir, layout.rgb_prefix, "RGB frames", detected)
     if not has_flow:
         return reasons
@@ -589,7 +591,8 @@ def _check_video(tree, spec, layout, video, has_flow, detected):
         if video.scans.get(template) is None:
             reasons.append(f"missing flow folder {template.format(video=rel)}")
         elif video.scans[template].outside:
-            reasons.append(f"flow files resolve outside the dataset root (symlinks), e.g. {video.scans[template].outside[0]}")
+            reasons.append("flow files resolve outside the dataset root (symlinks), "
+                           f"e.g. {video.scans[template].outside[0]}")
     num_x, num_y = video.flow_counts(layout)
     if num_x == 0 and num_y == 0:
         other = _other_flow_naming(video, layout)
@@ -598,8 +601,9 @@ def _check_video(tree, spec, layout, video, has_flow, detected):
         return reasons
     if num_x != num_y:
         reasons.append(f"flow x/y mismatch: {num_x} {layout.flow_x_prefix} but {num_y} {layout.flow_y_prefix} images")
-    reasons += _numbering_problems(tree, spec, layout, video, layout.flow_x_dir, layout.flow_x_prefix, "flow x", detected)
-    reasons += _numbering_problems(tree, spec, layout, video, layout.flow_y_dir, layout.flow_y_prefix, "flow y", detected)
+    for template, prefix, what in ((layout.flow_x_dir, layout.flow_x_prefix, "flow x"),
+                                   (layout.flow_y_dir, layout.flow_y_prefix, "flow y")):
+        reasons += _numbering_problems(tree, spec, layout, video, template, prefix, what, detected)
     return reasons
 
 

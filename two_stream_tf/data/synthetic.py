@@ -520,7 +520,7 @@ def _write_frame_folder(frames_dir, layout, video, rendered):
         if not cv2.imwrite(path, image):
             raise RuntimeError(f"could not write {path}")
 
-    for relative in {os.path.dirname(layout.rgb_file(video, 0))} | {os.path.dirname(p) for p in layout.flow_files(video, 0)}:
+    for relative in {os.path.dirname(p) for p in (layout.rgb_file(video, 0), *layout.flow_files(video, 0))}:
         os.makedirs(os.path.join(frames_dir, relative), exist_ok=True)
     for t, frame in enumerate(rendered.frames):
         save(layout.rgb_file(video, t), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
