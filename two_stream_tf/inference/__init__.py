@@ -10,12 +10,26 @@ Modules: `video_source` (files, stream URLs, cameras), `frames` (resizing and fl
 preparation, in a thread pool), `snippets` (the test protocol's snippets, crops and normalisation),
 `loading` (models and class names), `predictor` (`Predictor`), `annotate` (annotated MP4/GIF).
 """
-from two_stream_tf.inference.annotate import AnnotatedVideoWriter, annotate_frame
-from two_stream_tf.inference.loading import PredictionModels, load_prediction_models
-from two_stream_tf.inference.predictor import Prediction, Predictor, WindowPrediction
-from two_stream_tf.inference.video_source import FrameArraySource, VideoSource, open_source, parse_source
+import importlib
 
-__all__ = [
-    "AnnotatedVideoWriter", "annotate_frame", "PredictionModels", "load_prediction_models", "Prediction",
-    "Predictor", "WindowPrediction", "FrameArraySource", "VideoSource", "open_source", "parse_source",
-]
+# Public names and their modules. They load on first use, so reading a video (`video_source`) does not
+# start TensorFlow: `two-stream predict` can report an unreadable input before loading the models.
+_EXPORTS = {
+    "AnnotatedVideoWriter": "annotate", "annotate_frame": "annotate",
+    "PredictionModels": "loading", "load_prediction_models": "loading",
+    "Prediction": "predictor", "Predictor": "predictor", "WindowPrediction": "predictor",
+    "FrameArraySource": "video_source", "VideoSource": "video_source", "open_source": "video_source",
+    "parse_source": "video_source",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)
