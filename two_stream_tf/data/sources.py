@@ -137,7 +137,8 @@ class PackedSource:
             video["key"] = sampling.video_keys(video["video"])
             return video
 
-        return records.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return records.map(tf.autograph.experimental.do_not_convert(parse), num_parallel_calls=tf.data.AUTOTUNE,
+                           deterministic=True)
 
     def _names(self, video, feature, indices):
         return video["video"] + f":{feature}[" + tf.strings.as_string(indices) + "]"
