@@ -23,6 +23,13 @@ def models(shared_data, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def loaded(models):
+    """The models as Keras objects (loaded once; `Predictor` takes them as well as paths)."""
+    from two_stream_tf.models import load_model
+    return {key: load_model(models[key], compile=False) for key in ("spatial", "temporal", "fused")}
+
+
+@pytest.fixture(scope="module")
 def predictor(models):
     return Predictor([models["spatial"], models["temporal"]], models["class_index"], flow_method="dis",
                      size=FRAME_SIZE, top_k=5)
@@ -158,8 +165,8 @@ def test_frames_in_memory_give_the_scores_of_the_file(predictor, archery):
     np.testing.assert_allclose(predictor.predict_video(rgb).scores, expected, rtol=1e-6)
 
 
-def test_stream_order_does_not_matter_and_a_fused_model_file_works(models, predictor, archery):
-    swapped = Predictor([models["temporal"], models["spatial"]], models["class_index"], size=FRAME_SIZE)
+def test_stream_order_does_not_matter_and_a_fused_model_file_works(models, loaded, predictor, archery):
+    swapped = Predictor([loaded["temporal"], loaded["spatial"]], models["class_index"], size=FRAME_SIZE)
     np.testing.assert_allclose(swapped.predict_video(archery).scores, predictor.predict_video(archery).scores,
                                rtol=1e-6)
     fused = Predictor(models["fused"], models["class_index"], size=FRAME_SIZE)
@@ -259,21 +266,26 @@ def test_sources_are_told_apart(tmp_path):
     assert parse_source("file:///videos/v_X.avi").target == "/videos/v_X.avi"
 
 
-def test_models_and_class_lists_that_do_not_fit_are_refused(models, tmp_path):
+def test_models_and_class_lists_that_do_not_fit_are_refused(loaded, tmp_path):
     short = tmp_path / "classInd.txt"
     short.write_text("1 Archery\n2 Bowling\n")
     with pytest.raises(UserError, match="2 classes, but the model scores 101"):
-        Predictor(models["fused"], short)
+        Predictor(loaded["fused"], short)
     with pytest.raises(UserError, match="does not fit the temporal model"):
-        Predictor(models["fused"], stack_length=10)
+        Predictor(loaded["fused"], stack_length=10)
     with pytest.raises(UserError, match="second spatial"):
-        Predictor([models["spatial"], models["spatial"]])
+        Predictor([loaded["spatial"], loaded["spatial"]])
     with pytest.raises(UserError, match="model file not found"):
         Predictor(tmp_path / "nothing.keras")
+    not_a_model = tmp_path / "notes.keras"
+    not_a_model.write_text("not a model\n")
+    with pytest.raises(UserError, match="notes.keras: cannot be loaded as a Keras model"):
+        Predictor(not_a_model)
+    spatial_only = Predictor(loaded["spatial"])
     with pytest.raises(UserError, match="must end with one of"):
-        Predictor(models["spatial"]).predict_video("unused.avi", annotate=tmp_path / "out.avi")
+        spatial_only.predict_video("unused.avi", annotate=tmp_path / "out.avi")
     # Without a class list: train_config.json's classes if present, else numbered names.
-    assert Predictor(models["spatial"]).class_names[:2] == ("class_0", "class_1")
+    assert spatial_only.class_names[:2] == ("class_0", "class_1")
 
 
 def test_run_folder_config_supplies_class_names_and_normalisation(models, tmp_path, archery):

@@ -58,33 +58,39 @@ class Timings:
 class FlowWorkers:
     """A thread pool computing quantised optical flow of grayscale frame pairs.
 
+    The threads live as long as the pool, so each keeps its OpenCV flow object (and its buffers) from one
+    video to the next.
+
     Args:
       method: "tvl1", "dis" or "farneback" (`two_stream_tf.flow.compute`).
       bound: quantisation bound in pixels (`two_stream_tf.flow.quantize`).
       workers: threads; None uses the CPUs this process may run on.
-      timings: a `Timings` to add the flow time to (stage "flow").
     """
 
-    def __init__(self, method, bound, workers=None, timings=None):
+    def __init__(self, method, bound, workers=None):
         self.method, self.bound = method, bound
-        self.timings = timings if timings is not None else Timings()
         get_optical_flow(method)  # fail early (UserError) on an unknown method
-        workers = workers or _available_cpus()
-        self._executor = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="flow")
+        self.workers = workers or _available_cpus()
+        self._executor = concurrent.futures.ThreadPoolExecutor(self.workers, thread_name_prefix="flow")
 
-    def _compute(self, first, second):
+    def _compute(self, first, second, timings):
         started = time.perf_counter()
         flow = quantize_flow(get_optical_flow(self.method).calc(first, second, None), self.bound)
-        self.timings.add("flow", time.perf_counter() - started)
+        if timings is not None:
+            timings.add("flow", time.perf_counter() - started)
         return flow
 
-    def submit(self, first, second):
+    def submit(self, first, second, timings=None):
         """Starts computing the flow from `first` to `second` (uint8 gray `(H, W)`).
+
+        Args:
+          first, second: uint8 grayscale frames `(H, W)`.
+          timings: a `Timings` to add the time to (stage "flow").
 
         Returns:
           A future of the quantised flow, uint8 `(H, W, 2)`, x then y.
         """
-        return self._executor.submit(self._compute, first, second)
+        return self._executor.submit(self._compute, first, second, timings)
 
     def close(self):
         self._executor.shutdown(wait=True, cancel_futures=True)
@@ -160,7 +166,7 @@ class FrameStore:
     def request(self, pair):
         """Starts computing flow pair `pair` (frames pair → pair + 1) unless it is computed or under way."""
         if pair not in self._flow:
-            self._flow[pair] = self.flow_workers.submit(self._gray[pair], self._gray[pair + 1])
+            self._flow[pair] = self.flow_workers.submit(self._gray[pair], self._gray[pair + 1], self.timings)
 
     def flow(self, pair):
         """The quantised flow of pair `pair`, uint8 `(H, W, 2)` (waits for it; computes it if not requested)."""

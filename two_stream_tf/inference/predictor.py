@@ -163,6 +163,7 @@ class Predictor:
         self.flow_workers = flow_workers
         self.max_buffered_frames = _positive_int(max_buffered_frames, "max_buffered_frames")
         self._runners = _ModelRunners(self.models)
+        self._pool = None  # the flow threads, started on first use
 
     # --- public API ------------------------------------------------------------------------------------
 
@@ -212,7 +213,7 @@ class Predictor:
 
     def iter_windows(self, source, window=64, stride=None, window_snippets=None, *, annotate=None,
                      flow_inset=False, progress=False, fps=None):
-        """Yields a `WindowPrediction` per window as soon as the source has been read up to its end.
+        """Yields a `WindowPrediction` per window as soon as its last frame has been read.
 
         Suits live streams: stop whenever you like (the source is closed; the annotated video keeps the
         frames written so far). Args are as in `predict_video`; the generator returns the `Prediction`.
@@ -237,15 +238,28 @@ class Predictor:
         return FrameStore(self.settings.output_size, workers if with_flow else None, timings,
                           keep_color=self.models.uses_rgb)
 
-    def _workers(self, timings):
-        return FlowWorkers(self.flow_method, self.settings.bound, self.flow_workers, timings)
+    def _workers(self):
+        if self._pool is None:
+            self._pool = FlowWorkers(self.flow_method, self.settings.bound, self.flow_workers)
+        return self._pool
+
+    def close(self):
+        """Ends the flow threads (also done when leaving a `with` block); the predictor can still be used."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
     def _run_whole(self, spec, annotate, flow_inset, progress):
         if annotate is not None:
             annotate = annotate_lib.check_output_path(annotate)
-        timings = Timings()
-        with self._workers(timings) as workers:
-            return self._whole(spec, annotate, flow_inset and annotate is not None, progress, workers, timings)
+        return self._whole(spec, annotate, flow_inset and annotate is not None, progress, self._workers(),
+                           Timings())
 
     def _whole(self, spec, annotate, flow_inset, progress, workers, timings):
         with _open(spec) as source:
@@ -352,7 +366,8 @@ class Predictor:
         wanted = set()  # flow pairs some open window reads
         windows = []
         writer = None
-        with self._workers(timings) as workers, _open(spec) as source:
+        workers = self._workers()
+        with _open(spec) as source:
             fps = source.fps
             store = self._new_store(workers, timings, flow_inset)
             labeller = _WindowLabeller(window, stride)
@@ -435,12 +450,12 @@ class Predictor:
                 header += f"  window {window.start_time:.1f}-{window.end_time:.1f} s"
             else:
                 header += f"  window {window.start}-{window.end - 1}"
-            self._write_frame(writer, frame, header, window.top_k, index, store, flow_inset, store.count, timings)
+            self._write_frame(writer, frame, header, window.top_k, index, store, flow_inset, timings)
         return waiting
 
     # --- annotation --------------------------------------------------------------------------------------
 
-    def _write_frame(self, writer, frame, header, top_k, index, store, flow_inset, num_frames, timings):
+    def _write_frame(self, writer, frame, header, top_k, index, store, flow_inset, timings):
         flow = None
         pair = max(index - 1, 0)  # the motion that led into this frame (frame 0: the motion out of it)
         if flow_inset and (store.has_flow(pair) or store.has_frame(pair + 1)):
@@ -465,21 +480,19 @@ class Predictor:
                 if flow_inset and not reuse:
                     store.add(frame)
                 if previous is not None:
-                    self._write_whole_frame(writer, previous, index - 1, prediction, store, flow_inset,
-                                            num_frames, timings)
+                    self._write_whole_frame(writer, previous, index - 1, prediction, store, flow_inset, timings)
                     if flow_inset and not reuse:
                         store.evict_before(index - 1)
                 previous = frame
-            self._write_whole_frame(writer, previous, num_frames - 1, prediction, store, flow_inset,
-                                    num_frames, timings)
+            self._write_whole_frame(writer, previous, num_frames - 1, prediction, store, flow_inset, timings)
         return path
 
-    def _write_whole_frame(self, writer, frame, index, prediction, store, flow_inset, num_frames, timings):
+    def _write_whole_frame(self, writer, frame, index, prediction, store, flow_inset, timings):
         header = f"frame {index}"
         if prediction.fps:
             header += f"  {index / prediction.fps:.2f} s"
         header += "  whole video"
-        self._write_frame(writer, frame, header, prediction.top_k, index, store, flow_inset, num_frames, timings)
+        self._write_frame(writer, frame, header, prediction.top_k, index, store, flow_inset, timings)
 
 
 class _WindowLabeller:
