@@ -190,10 +190,12 @@ def test_flow_is_the_flow_data_preparation_writes(archery, tmp_path):
                 break
         frames = decode_all(archery)[:6]
         for pair in range(5):
-            first, second = (cv2.resize(frames[i], FRAME_SIZE, interpolation=cv2.INTER_LINEAR) for i in (pair, pair + 1))
+            first, second = (cv2.resize(frames[i], FRAME_SIZE, interpolation=cv2.INTER_LINEAR)
+                             for i in (pair, pair + 1))
             np.testing.assert_array_equal(store.flow(pair), quantize_flow(compute_flow(first, second, "dis", "bgr")))
             for channel, axis in ((0, "x"), (1, "y")):
-                on_disk = cv2.imread(str(tmp_path / archery.stem / f"flow_{axis}_{pair + 1:05d}.jpg"), cv2.IMREAD_GRAYSCALE)
+                on_disk = cv2.imread(str(tmp_path / archery.stem / f"flow_{axis}_{pair + 1:05d}.jpg"),
+                                     cv2.IMREAD_GRAYSCALE)
                 # JPEG (quality 95) is the only difference.
                 assert np.abs(on_disk.astype(int) - store.flow(pair)[..., channel]).mean() < 1.5
 

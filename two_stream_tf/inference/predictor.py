@@ -24,7 +24,6 @@ video or window, on batches of all its snippets.
 """
 import dataclasses
 import math
-import os
 import time
 
 import numpy as np
