@@ -42,6 +42,8 @@ def _arguments(argv):
     parser.add_argument("--backbone", default="mobilenet_v3_small")
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--stack-length", type=int, default=10)
+    parser.add_argument("--size", type=_size, default=(340, 256), metavar="WxH",
+                        help="frames are resized to this before flow and cropping (default: 340x256)")
     parser.add_argument("--weights", default=None, help="a Keras weights file for the backbone (default: random)")
     parser.add_argument("--workers", type=int, default=None, help="flow threads (default: one per CPU)")
     parser.add_argument("--annotate-clips", type=int, default=5, help="clips of the annotation pass (0: skip)")
@@ -49,6 +51,11 @@ def _arguments(argv):
                         help="clips of the sliding-window pass, windows of 64 frames every 32 (0: skip)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     return parser.parse_args(argv)
+
+
+def _size(text):
+    width, _, height = text.lower().partition("x")
+    return int(width), int(height)
 
 
 def _models(args, folder):
@@ -76,7 +83,8 @@ def run(args):
         raise SystemExit(f"benchmarks/inference.py: need at least 2 videos in {args.videos}")
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as folder:
-        predictor = Predictor(_models(args, folder), flow_method=args.flow, flow_workers=args.workers)
+        predictor = Predictor(_models(args, folder), flow_method=args.flow, flow_workers=args.workers,
+                              size=args.size)
         predictor.predict_video(clips[0])  # traces the models; not counted
 
         frames, stages = 0, {}
@@ -110,7 +118,7 @@ def run(args):
         "fps_with_annotation": round(annotated_frames / annotated_wall, 2) if annotated_frames else None,
         "fps_sliding_window": round(windowed_frames / windowed_wall, 2) if windowed_frames else None,
         "clips": len(clips), "frames": frames, "seconds": round(wall, 2),
-        "flow": args.flow, "backbone": args.backbone, "image_size": args.image_size,
+        "flow": args.flow, "frame_size": list(args.size), "backbone": args.backbone, "image_size": args.image_size,
         "stack_length": args.stack_length, "flow_workers": args.workers or len(os.sched_getaffinity(0)),
         "cpus": len(os.sched_getaffinity(0)), "load_average_before": round(load_before, 2),
         "load_average_after": round(os.getloadavg()[0], 2),

@@ -316,3 +316,22 @@ def test_annotated_writer_publishes_only_complete_files(tmp_path):
     np.testing.assert_allclose(drawn[7, 7], 0.25 * 90 + 0.75 * np.array(annotate.BOX_COLOR), atol=1)
     assert drawn[6:40, 6:60].max() == 255
     assert (drawn[-5:, -5:] == 90).all()
+
+
+def test_benchmark_reports_frames_per_second_and_where_the_time_goes(shared_data, capsys):
+    import importlib.util
+    import pathlib
+    path = pathlib.Path(__file__).resolve().parent.parent / "benchmarks" / "inference.py"
+    spec = importlib.util.spec_from_file_location("inference_benchmark", path)
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    assert benchmark.main(["--videos", str(shared_data / "videos" / "ucf101"), "--clips", "2", "--image-size", "64",
+                           "--stack-length", "2", "--size", "96x72", "--annotate-clips", "1", "--window-clips", "1",
+                           "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    clips = ucf101_clips(shared_data)[:2]
+    assert result["clips"] == 2 and result["frames"] == sum(len(decode_all(clip)) for clip in clips)
+    assert result["fps"] == pytest.approx(result["frames"] / result["seconds"], rel=0.01)
+    assert set(result["breakdown"]) == {"decode", "resize", "flow", "preprocess", "spatial", "temporal", "annotate"}
+    assert all(ms > 0 for ms in result["breakdown"].values())
+    assert result["fps_with_annotation"] > 0 and result["fps_sliding_window"] > 0
