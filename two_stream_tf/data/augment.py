@@ -252,7 +252,7 @@ def rgb_view(images, flip, image_size, normalization="tf"):
 
 
 def resize(images, image_size):
-    """Bilinear resize (half-pixel centres) of float `(..., h, w, C)` to `image_size²`; exact sizes pass through."""
+    """Bilinear resize (half-pixel centres) of `(..., h, w, C)` to float32 `image_size²`; exact sizes pass through."""
     shape = tf.shape(images)
     same = tf.logical_and(tf.equal(shape[-3], image_size), tf.equal(shape[-2], image_size))
 
@@ -260,7 +260,7 @@ def resize(images, image_size):
         return tf.image.resize(images, [image_size, image_size], method="bilinear")
 
     def unchanged():
-        return tf.ensure_shape(images, images.shape[:-3].concatenate([None, None, images.shape[-1]]))
+        return tf.cast(images, tf.float32)
 
     resized = tf.cond(same, unchanged, scaled)
     return tf.ensure_shape(resized, images.shape[:-3].concatenate([image_size, image_size, images.shape[-1]]))

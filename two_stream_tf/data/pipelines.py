@@ -189,9 +189,8 @@ def _dataset(index, spec, batch_size, deterministic, input_context, repeat, shuf
     shuffle = spec.training and shuffle_buffer != 0
 
     def epoch(key):
-        videos = source.epoch_videos(key, shard_index=shard_index, num_shards=num_shards, shuffle=shuffle,
-                                     seed=spec.seed, shuffle_buffer=shuffle_buffer, streams=spec.streams)
-        return videos.map(_plain(lambda video: dict(video, epoch_key=key)))
+        return source.epoch_videos(key, shard_index=shard_index, num_shards=num_shards, shuffle=shuffle,
+                                   seed=spec.seed, shuffle_buffer=shuffle_buffer, streams=spec.streams)
 
     videos = _epoch_keys(spec.seed, repeat).flat_map(_plain(epoch))
     if spec.training:
@@ -204,8 +203,9 @@ def _dataset(index, spec, batch_size, deterministic, input_context, repeat, shuf
         samples = views.batch(spec.num_snippets).map(_plain(_regroup_views))
     if not spec.strict:
         samples = samples.filter(_plain(lambda x, label, names, complete: keep_or_report(names, complete, stats)))
-    samples = samples.map(_plain(lambda x, label, names, complete: (x, label)))
-    dataset = samples.batch(batch_size).prefetch(2 if spec.training else 1)
+    # File names and flags travel to the batch and are dropped there: one step per batch, not per sample.
+    batches = samples.batch(batch_size).map(_plain(lambda x, label, names, complete: (x, label)))
+    dataset = batches.prefetch(2 if spec.training else 1)
     options = tf.data.Options()
     options.deterministic = bool(deterministic) or not spec.training
     # Per-element ops are small; running each on one thread avoids intra-op hand-offs between the cores

@@ -3,8 +3,8 @@
 A source gives the pipelines three things:
 
 - `epoch_videos(epoch_key, …)`: a dataset of per-video dicts for one epoch — "video" (id), "key" (hash of
-  the id, see `sampling.video_keys`), "label", "num_frames", "num_flow", plus what the source needs to find
-  bytes — in index order or shuffled, and sharded for `tf.distribute` input pipelines;
+  the id, see `sampling.video_keys`), "epoch_key", "label", "num_frames", "num_flow", plus what the source
+  needs to find bytes — in index order or shuffled, and sharded for `tf.distribute` input pipelines;
 - `locate(video, stream, indices)`: in-graph, the locators and display names of the sampled files —
   paths built from the layout's parts for folders, the bytes themselves for packed records;
 - `load(locators)`: the file contents (reads files; a no-op for records).
@@ -76,6 +76,7 @@ class FolderSource:
         entries = self.entries[shard_index::num_shards]
         table = self._table(entries)
         table["key"] = sampling.video_keys(table["video"])
+        table["epoch_key"] = tf.fill([len(entries)], tf.cast(epoch_key, tf.int64))
         if shuffle:
             order = _epoch_permutation(len(entries), seed, epoch_key)
             table = {name: tf.gather(values, order) for name, values in table.items()}
@@ -135,6 +136,7 @@ class PackedSource:
         def parse(serialized):
             video = tfrecord.parse_video(serialized, rgb="rgb" in streams, flow="flow" in streams)
             video["key"] = sampling.video_keys(video["video"])
+            video["epoch_key"] = tf.cast(epoch_key, tf.int64)
             return video
 
         return records.map(tf.autograph.experimental.do_not_convert(parse), num_parallel_calls=tf.data.AUTOTUNE,
