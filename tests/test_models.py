@@ -167,6 +167,8 @@ def test_weights_file_errors_name_the_file(mobilenet_file, tmp_path):
     (lambda: spatial_model(3, backbone="mobilenet", weights=None, input_shape=(32, 32), num_segments=3,
                            consensus="median"), r"consensus='median'"),
     (lambda: spatial_model(3, backbone="alexnet"), r"unknown backbone 'alexnet'"),
+    (lambda: spatial_model(3, backbone="resnet50", weights=None, input_shape=(32, 32), alpha=0.5),
+     r"backbone resnet50 \(alpha=0.5\) with weights=None: .*alpha"),
 ])
 def test_argument_mistakes_raise_user_errors(call, message):
     with pytest.raises(UserError, match=message):
@@ -217,13 +219,18 @@ def test_segment_consensus_pools_shared_backbone_logits_then_softmax(mode, pool,
     assert np.abs(logits[:, 0] - logits[:, 1]).max() > 1e-3  # segments really differ
 
 
-def test_mixed_precision_keeps_probabilities_float32():
+def test_mixed_precision_keeps_probabilities_float32(mobilenet_file):
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
         spatial = spatial_model(4, backbone="mobilenet", alpha=0.25, weights=None, input_shape=(32, 32))
-        temporal = temporal_model(4, backbone="mobilenet", alpha=0.25, weights=None, input_shape=(32, 32),
+        temporal = temporal_model(4, backbone="mobilenet", alpha=0.25, weights=mobilenet_file, input_shape=(32, 32),
                                   stack_length=2, num_segments=2)
         assert spatial.get_layer("logits").compute_dtype == "float16"
+        assert keras.mixed_precision.global_policy().name == "mixed_float16"  # restored after the twin
+        kernel = temporal.get_layer("backbone").get_layer("conv1").kernel
+        assert kernel.dtype == "float32"
+        stored = _file_weights(mobilenet_file)["conv1"][0]
+        np.testing.assert_allclose(kernel.numpy(), np.repeat(stored.mean(axis=2, keepdims=True), 4, axis=2), rtol=1e-6)
         rgb = np.zeros((2, 32, 32, 3), np.float32)
         flow = np.zeros((2, 2, 32, 32, 4), np.float32)
         for model, x in ((spatial, rgb), (temporal, flow)):

@@ -76,16 +76,17 @@ class BackboneSpec:
         """
         check_backbone_arguments(self, kwargs)
         weights = resolve_weights(weights)
-        arguments = dict(include_top=False, weights=weights, input_shape=tuple(input_shape),
-                         pooling="avg", **kwargs)
-        if weights in (None, "imagenet"):
-            model = self.builder(**arguments)
-        else:
-            try:
-                model = self.builder(**arguments)
-            except (ValueError, KeyError, OSError) as error:
-                raise UserError(f"weights file {weights} does not fit backbone {self.name} "
-                                f"{_describe(kwargs)}: {error}") from error
+        try:
+            model = self.builder(include_top=False, weights=weights, input_shape=tuple(input_shape),
+                                 pooling="avg", **kwargs)
+        except (TypeError, ValueError, KeyError, OSError) as error:
+            # Keras rejects unknown arguments, ImageNet weights for an unpublished variant (e.g. MobileNet
+            # alpha=0.3) and weights files of another architecture with these exceptions.
+            if weights in (None, "imagenet"):
+                raise UserError(f"backbone {self.name} {_describe(kwargs)} with weights={weights!r}: "
+                                f"{error}") from error
+            raise UserError(f"weights file {weights} does not fit backbone {self.name} "
+                            f"{_describe(kwargs)}: {error}") from error
         model.name = "backbone"
         return model
 

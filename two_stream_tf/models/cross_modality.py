@@ -31,6 +31,7 @@ Like timm's adaptation of input convolutions, this is a judgement call: it is mu
 random init (TSN: 81.7 % → 86.6 % on UCF-101 split 1 for the flow stream), though other channel
 mappings might work as well.
 """
+import contextlib
 import warnings
 
 import keras
@@ -63,9 +64,22 @@ def flow_backbone(spec, input_shape, weights=None, **kwargs):
     net = _bypass_rgb_preprocessing(net, spec)
     if weights is None:
         return net
-    twin = spec.build((height, width, 3), weights=weights, **kwargs)
+    with _float32_policy():
+        # The twin only lends its weights and its measured input scale: float32 keeps that scale exact
+        # under a mixed_float16 policy (float16 would round 255 - 103.939 to 151.0).
+        twin = spec.build((height, width, 3), weights=weights, **kwargs)
     transplant(twin, net, spec)
     return net
+
+
+@contextlib.contextmanager
+def _float32_policy():
+    policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
 
 
 def rgb_input_scale(spec, model):
