@@ -466,22 +466,29 @@ class Predictor:
         """Writes the annotated video of a whole-video prediction, reading the input again.
 
         A frame is written once the next one is read, so its flow inset can be computed when the frames
-        were not kept (a long video).
+        were not kept (a long video). Kept frames have their flow started a few pairs ahead, so the
+        flow threads work while frames are drawn and encoded.
         """
         if flow_inset and store is None:
             store = self._new_store(workers, timings, flow_inset=True)
             store.keep_color = False
         reuse = store is not None and store.count > 0
         num_frames = prediction.num_frames
+        lookahead = 2 * workers.workers
+        if flow_inset and reuse:
+            for pair in range(min(lookahead, num_frames - 1)):
+                store.request(pair)
         with annotate_lib.AnnotatedVideoWriter(path, prediction.fps) as writer, _open(spec) as source:
             previous = None
             for index, frame in enumerate(source.frames(prefetch=PREFETCH_FRAMES, timings=timings)):
                 if flow_inset and not reuse:
                     store.add(frame)
+                elif flow_inset and index + lookahead < num_frames - 1:
+                    store.request(index + lookahead)
                 if previous is not None:
                     self._write_whole_frame(writer, previous, index - 1, prediction, store, flow_inset, timings)
-                    if flow_inset and not reuse:
-                        store.evict_before(index - 1)
+                    if flow_inset:
+                        store.evict_before(index - 1)  # later frames show pairs index - 1 and after
                 previous = frame
             self._write_whole_frame(writer, previous, num_frames - 1, prediction, store, flow_inset, timings)
         return path
