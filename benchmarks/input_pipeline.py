@@ -1,0 +1,284 @@
+"""Input pipeline throughput: our tf.data pipelines against the JPEG decode bound and a plain Keras loader.
+
+    python benchmarks/input_pipeline.py [--json] [--seconds 6] [--rounds 3]
+
+Frames come from the real UCF-101 clips in `../shared/data/videos/ucf101` (or `--videos`): decoded with
+OpenCV, resized to 340×256, written as RGB JPEGs and as grayscale flow JPEGs (DIS flow quantised like
+dense_flow) in the TSN layout in a temporary folder, which is deleted afterwards.
+
+Measured in one run, in interleaved rounds so that a change in machine load hits every figure alike:
+
+- temporal stacks/s and spatial frames/s of `temporal_dataset` / `spatial_dataset` in training mode
+  (multi-scale corner crops, flips, 224×224, L = 10, batch 32), iterated directly;
+- the decode bound: the same JPEG bytes decoded from memory by `cv2.imdecode` in one process per core,
+  no framework (flow images / 20 = stacks/s);
+- a plain loader in the style of the older Keras implementations: a `keras.utils.PyDataset` reading the
+  files with OpenCV, cropping, resizing and flipping with NumPy/OpenCV, `workers` = cores with
+  multiprocessing, fed to `model.fit` of a tiny model; our temporal dataset is fed to the same model the
+  same way for `temporal_ratio_to_plain_loader`.
+
+`--json` prints one JSON object with the keys listed in `KEYS` (and a few more).
+"""
+import argparse
+import json
+import multiprocessing
+import os
+import pathlib
+import shutil
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+PROJECT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT))
+DEFAULT_VIDEOS = PROJECT.parent / "shared" / "data" / "videos" / "ucf101"
+
+KEYS = ("temporal_stacks_per_s", "spatial_frames_per_s", "temporal_decode_bound_stacks_per_s",
+        "spatial_decode_bound_frames_per_s", "plain_loader_stacks_per_s", "temporal_ratio_to_bound",
+        "spatial_ratio_to_bound", "temporal_ratio_to_plain_loader")
+WIDTH, HEIGHT = 340, 256
+IMAGE_SIZE, STACK_LENGTH, BATCH = 224, 10, 32
+
+
+# --- Frames -------------------------------------------------------------------------------------------------
+
+def _extract_clip(job):
+    """Writes one clip's frames (340×256) and quantised DIS flow in the TSN layout; returns its frame count."""
+    video_path, root, max_frames = job
+    from two_stream_tf.data.layouts import LAYOUTS
+    from two_stream_tf.flow.compute import compute_flow
+    from two_stream_tf.flow.quantize import quantize_flow
+
+    cv2.setNumThreads(1)
+    layout = LAYOUTS["tsn"]
+    video = pathlib.Path(video_path).stem
+    os.makedirs(os.path.join(root, video), exist_ok=True)
+    capture = cv2.VideoCapture(video_path)
+    previous, count = None, 0
+    while count < max_frames:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frame = cv2.resize(frame, (WIDTH, HEIGHT), interpolation=cv2.INTER_AREA)
+        cv2.imwrite(os.path.join(root, layout.rgb_file(video, count)), frame)
+        if previous is not None:
+            q = quantize_flow(compute_flow(previous, frame, method="dis", channel_order="bgr"))
+            x_file, y_file = layout.flow_files(video, count - 1)
+            cv2.imwrite(os.path.join(root, x_file), q[..., 0])
+            cv2.imwrite(os.path.join(root, y_file), q[..., 1])
+        previous, count = frame, count + 1
+    capture.release()
+    return video, count
+
+
+def extract_frames(videos_dir, root, clips, max_frames, processes):
+    paths = sorted(str(p) for p in pathlib.Path(videos_dir).glob("*.avi"))[:clips]
+    if not paths:
+        raise SystemExit(f"no .avi clips in {videos_dir} (pass --videos)")
+    with multiprocessing.get_context("spawn").Pool(processes) as pool:
+        return pool.map(_extract_clip, [(p, root, max_frames) for p in paths])
+
+
+def frame_index(root, videos):
+    from two_stream_tf.data.index import build_index
+    from two_stream_tf.data.splits import SplitEntry
+
+    entries = [SplitEntry(video, i % 2, f"C{i % 2}/{video}.avi") for i, (video, _) in enumerate(videos)]
+    return build_index(root, entries, ("C0", "C1"), layout="tsn", cache=False)
+
+
+# --- Decode bound ---------------------------------------------------------------------------------------------
+
+_BYTES = {}
+
+
+def _load_bytes(flow_files, rgb_files):
+    cv2.setNumThreads(1)
+    _BYTES["flow"] = [np.frombuffer(pathlib.Path(f).read_bytes(), np.uint8) for f in flow_files]
+    _BYTES["rgb"] = [np.frombuffer(pathlib.Path(f).read_bytes(), np.uint8) for f in rgb_files]
+
+
+def _decode_for(job):
+    """Decodes the in-memory JPEGs of one kind round-robin for `seconds`; returns images/s."""
+    kind, seconds = job
+    flag = cv2.IMREAD_GRAYSCALE if kind == "flow" else cv2.IMREAD_COLOR
+    data = _BYTES[kind]
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        for item in data[count % len(data): count % len(data) + 50]:
+            cv2.imdecode(item, flag)
+            count += 1
+    return count / (time.perf_counter() - start)
+
+
+# --- Plain loader ---------------------------------------------------------------------------------------------
+
+def plain_loader_class():
+    import keras
+
+    class PlainStackLoader(keras.utils.PyDataset):
+        """Flow stacks the way older Keras two-stream code made them: OpenCV reads, NumPy crops and flips."""
+
+        def __init__(self, index, batches, **kwargs):
+            super().__init__(**kwargs)
+            self.index, self.batches = index, batches
+            self.scales = (1.0, 0.875, 0.75, 0.66)
+            self.places = ((0, 0), (0, 4), (4, 0), (4, 4), (2, 2))
+
+        def __len__(self):
+            return self.batches
+
+        def __getitem__(self, i):
+            rng = np.random.default_rng(i)
+            stacks = np.empty((BATCH, IMAGE_SIZE, IMAGE_SIZE, 2 * STACK_LENGTH), np.float32)
+            for b in range(BATCH):
+                entry = self.index.entries[rng.integers(len(self.index.entries))]
+                start = rng.integers(max(entry.num_flow - STACK_LENGTH + 1, 1))
+                planes = []
+                for k in range(STACK_LENGTH):
+                    for path in self.index.flow_paths(entry, (start + k) % entry.num_flow):
+                        planes.append(cv2.imread(path, cv2.IMREAD_GRAYSCALE))
+                stack = np.stack(planes, axis=-1)
+                side = min(stack.shape[:2])
+                i_h = rng.integers(4)
+                i_w = min(max(i_h + rng.integers(-1, 2), 0), 3)
+                h, w = int(side * self.scales[i_h]), int(side * self.scales[i_w])
+                row, col = self.places[rng.integers(5)]
+                top, left = (stack.shape[0] - h) // 4 * row, (stack.shape[1] - w) // 4 * col
+                crop = cv2.resize(stack[top:top + h, left:left + w], (IMAGE_SIZE, IMAGE_SIZE))
+                if rng.random() < 0.5:
+                    crop = crop[:, ::-1]
+                    crop[..., 0::2] = 255 - crop[..., 0::2]
+                stacks[b] = crop / 127.5 - 1.0
+            return stacks, np.zeros((BATCH,), np.int32)
+
+    return PlainStackLoader
+
+
+# --- Measuring ------------------------------------------------------------------------------------------------
+
+def rate_of_iterator(iterator, seconds, warmup=3):
+    """Items/s of an endless dataset iterator over `seconds`, after `warmup` batches (buffers drained)."""
+    for _ in range(warmup):
+        next(iterator)
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        count += int(next(iterator)[1].shape[0])
+    return count / (time.perf_counter() - start)
+
+
+def rate_of_fit(model, data, seconds, warmup=3):
+    """Samples/s of `model.fit` over `data` for about `seconds`, timed from the end of batch `warmup`."""
+    import keras
+
+    stamps = []
+
+    class Stamp(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            stamps.append(time.perf_counter())
+            if len(stamps) > warmup + 1 and stamps[-1] - stamps[warmup - 1] > seconds:
+                self.model.stop_training = True
+
+    model.fit(data, epochs=1, steps_per_epoch=10 ** 6, verbose=0, callbacks=[Stamp()])
+    return (len(stamps) - warmup) * BATCH / (stamps[-1] - stamps[warmup - 1])
+
+
+def null_model():
+    """A model that reads one pixel of its input, so `fit` measures the input and Keras' own step."""
+    import keras
+
+    model = keras.Sequential([keras.Input((IMAGE_SIZE, IMAGE_SIZE, 2 * STACK_LENGTH)),
+                              keras.layers.Cropping2D(((0, IMAGE_SIZE - 1), (0, IMAGE_SIZE - 1))),
+                              keras.layers.Flatten(), keras.layers.Dense(2, activation="softmax")])
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    return model
+
+
+def run(args):
+    cores = os.cpu_count() or 1
+    work = tempfile.mkdtemp(prefix="input_pipeline_bench_")
+    try:
+        videos = extract_frames(args.videos, work, args.clips, args.max_frames, cores)
+        index = frame_index(work, videos)
+        flow_files = [p for e in index.entries for i in range(e.num_flow) for p in index.flow_paths(e, i)]
+        rgb_files = [index.rgb_path(e, i) for e in index.entries for i in range(e.num_frames)]
+        pool = multiprocessing.get_context("spawn").Pool(cores, initializer=_load_bytes,
+                                                         initargs=(flow_files, rgb_files))
+        import tensorflow as tf  # after the spawn pool: its workers need no TensorFlow
+        from two_stream_tf.data import pipelines
+
+        common = dict(training=True, batch_size=BATCH, image_size=IMAGE_SIZE, seed=0, repeat=True)
+        temporal = pipelines.temporal_dataset(index, stack_length=STACK_LENGTH, **common)
+        spatial = pipelines.spatial_dataset(index, **common)
+        temporal_it, spatial_it = iter(temporal), iter(spatial)
+        loader = plain_loader_class()(index, batches=10 ** 6, workers=cores, use_multiprocessing=True,
+                                      max_queue_size=4)
+        model = null_model()
+        results = {k: [] for k in ("flow_bound", "rgb_bound", "temporal", "spatial", "plain", "temporal_fit")}
+        for _ in range(args.rounds):
+            results["flow_bound"].append(sum(pool.map(_decode_for, [("flow", args.seconds)] * cores)))
+            results["rgb_bound"].append(sum(pool.map(_decode_for, [("rgb", args.seconds)] * cores)))
+            results["temporal"].append(rate_of_iterator(temporal_it, args.seconds))
+            results["spatial"].append(rate_of_iterator(spatial_it, args.seconds))
+            if not args.skip_plain:
+                results["plain"].append(rate_of_fit(model, loader, args.seconds))
+                results["temporal_fit"].append(rate_of_fit(model, temporal, args.seconds))
+        pool.close()
+        del tf
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    mean = {k: float(np.mean(v)) if v else float("nan") for k, v in results.items()}
+    report = {
+        "temporal_stacks_per_s": mean["temporal"],
+        "spatial_frames_per_s": mean["spatial"],
+        "temporal_decode_bound_stacks_per_s": mean["flow_bound"] / (2 * STACK_LENGTH),
+        "spatial_decode_bound_frames_per_s": mean["rgb_bound"],
+        "plain_loader_stacks_per_s": mean["plain"],
+        "temporal_fit_stacks_per_s": mean["temporal_fit"],
+    }
+    report["temporal_ratio_to_bound"] = report["temporal_stacks_per_s"] / report["temporal_decode_bound_stacks_per_s"]
+    report["spatial_ratio_to_bound"] = report["spatial_frames_per_s"] / report["spatial_decode_bound_frames_per_s"]
+    # Both fed to the same tiny model through model.fit.
+    report["temporal_ratio_to_plain_loader"] = report["temporal_fit_stacks_per_s"] / report["plain_loader_stacks_per_s"]
+    report.update(cores=cores, rounds=args.rounds, videos=len(index), flow_pairs=len(flow_files) // 2,
+                  rgb_frames=len(rgb_files), load_average=list(os.getloadavg()),
+                  per_round={k: [round(x, 1) for x in v] for k, v in results.items()})
+    return report
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--videos", default=str(DEFAULT_VIDEOS), help="folder of .avi clips")
+    parser.add_argument("--clips", type=int, default=10, help="clips to extract (default 10)")
+    parser.add_argument("--max-frames", type=int, default=100, help="frames per clip (default 100)")
+    parser.add_argument("--seconds", type=float, default=6.0, help="seconds per measurement (default 6)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    parser.add_argument("--skip-plain", action="store_true", help="skip the plain Keras loader")
+    args = parser.parse_args(argv)
+    report = run(args)
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(f"{report['videos']} clips, {report['rgb_frames']} RGB frames, {report['flow_pairs']} flow pairs at "
+          f"{WIDTH}x{HEIGHT}; {report['cores']} cores; load average {report['load_average']}")
+    print(f"temporal (L={STACK_LENGTH}, {IMAGE_SIZE}x{IMAGE_SIZE}, augmented): "
+          f"{report['temporal_stacks_per_s']:8.1f} stacks/s")
+    print(f"  decode bound (cv2.imdecode, 1 process/core): {report['temporal_decode_bound_stacks_per_s']:8.1f} "
+          f"stacks/s   ratio {report['temporal_ratio_to_bound']:.2f}")
+    print(f"spatial ({IMAGE_SIZE}x{IMAGE_SIZE}, augmented):             {report['spatial_frames_per_s']:8.1f} frames/s")
+    print(f"  decode bound:                                {report['spatial_decode_bound_frames_per_s']:8.1f} "
+          f"frames/s   ratio {report['spatial_ratio_to_bound']:.2f}")
+    print(f"model.fit of a tiny model: ours {report['temporal_fit_stacks_per_s']:.1f} stacks/s, plain "
+          f"PyDataset loader {report['plain_loader_stacks_per_s']:.1f} stacks/s   ratio "
+          f"{report['temporal_ratio_to_plain_loader']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
