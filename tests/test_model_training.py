@@ -20,15 +20,16 @@ IMAGE_SIZE = 96
 STACK_LENGTH = 5
 BATCH_SIZE = 16
 EPOCHS = 8
-REPEAT = 4  # samples per video per epoch: one random snippet each time
+SAMPLES_PER_VIDEO = 4  # per epoch, each a new random snippet
 TEST_SNIPPETS = 5
 
 
-def _train(model, dataset):
+def _train(model, dataset, num_videos):
     model.get_layer("backbone").trainable = False
     model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
-    history = model.fit(dataset, epochs=EPOCHS, verbose=0)
+    history = model.fit(dataset, epochs=EPOCHS, steps_per_epoch=num_videos * SAMPLES_PER_VIDEO // BATCH_SIZE,
+                        verbose=0)
     return history.history["accuracy"][-1]
 
 
@@ -50,16 +51,17 @@ def test_streams_and_fusion_learn_the_synthetic_actions(synthetic_dataset, share
     num_classes = len(train.classes)
     assert (num_classes, len(train), len(test)) == (8, 64, 32)
     common = dict(training=True, batch_size=BATCH_SIZE, image_size=IMAGE_SIZE, seed=0, deterministic=True,
-                  repeat=REPEAT)
+                  repeat=True)
 
     spatial = spatial_model(num_classes, backbone="mobilenet", alpha=0.25, weights=weights,
                             input_shape=(IMAGE_SIZE, IMAGE_SIZE), dropout=0.2, partial_bn=True)
     spatial_train = _train(spatial, pipelines.spatial_dataset(
-        train, rgb_normalization=get_backbone("mobilenet").rgb_normalization, **common))
+        train, rgb_normalization=get_backbone("mobilenet").rgb_normalization, **common), len(train))
     temporal = temporal_model(num_classes, backbone="mobilenet", alpha=0.25, weights=weights,
                               input_shape=(IMAGE_SIZE, IMAGE_SIZE), stack_length=STACK_LENGTH, dropout=0.2,
                               partial_bn=True)
-    temporal_train = _train(temporal, pipelines.temporal_dataset(train, stack_length=STACK_LENGTH, **common))
+    temporal_train = _train(temporal, pipelines.temporal_dataset(train, stack_length=STACK_LENGTH, **common),
+                            len(train))
 
     accuracy = {
         "spatial": _test_accuracy(spatial, test, "spatial"),

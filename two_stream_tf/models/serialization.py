@@ -17,14 +17,19 @@ import keras
 # Imported for their side effect: registering the custom layers before a model is deserialised.
 from two_stream_tf.models import consensus, fusion  # noqa: F401
 from two_stream_tf.errors import UserError
+from two_stream_tf.training import checkpoints
 
 
 def save_model(model, path):
-    """Saves `model` as a `.keras` file (architecture, weights, optimizer state)."""
+    """Saves `model` as a `.keras` file (architecture, weights, optimizer state), atomically.
+
+    Returns:
+      The path written.
+    """
     path = os.fspath(path)
     if not path.endswith(".keras"):
         raise UserError(f"model file {path}: the name must end with .keras")
-    model.save(path)
+    checkpoints.save_model(model, path)
     return path
 
 
