@@ -151,7 +151,8 @@ def test_weights_file_errors_name_the_file(mobilenet_file, tmp_path):
     missing = tmp_path / "nowhere.h5"
     with pytest.raises(UserError, match="weights file not found: .*nowhere.h5"):
         spatial_model(3, backbone="mobilenet", weights=missing, input_shape=(32, 32))
-    with pytest.raises(UserError, match=r"mobilenet_2_5_224_tf_no_top.h5 does not fit backbone mobilenet \(alpha=1.0\)"):
+    with pytest.raises(UserError,
+                       match=r"mobilenet_2_5_224_tf_no_top.h5 does not fit backbone mobilenet \(alpha=1.0\)"):
         temporal_model(3, backbone="mobilenet", weights=mobilenet_file, input_shape=(32, 32), alpha=1.0)
 
 
