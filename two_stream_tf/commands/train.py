@@ -62,7 +62,8 @@ def config_from_flags(fv):
         stream=fv.stream, frames_root=fv.frames_root, split_dir=fv.split_dir, model_dir=fv.model_dir,
         split=fv.split, layout=fv.layout, dataset=fv.dataset, class_subset=common.class_subset(fv.class_subset),
         index_cache=fv.index_cache, backbone=fv.backbone, backbone_kwargs=kwargs, weights=weights,
-        image_size=fv.image_size, dropout=fv.dropout, partial_bn=fv.partial_bn, num_segments=fv.num_segments or None,
+        image_size=fv.image_size, dropout=fv.dropout, partial_bn=fv.partial_bn,
+        freeze_backbone=fv.freeze_backbone, num_segments=fv.num_segments or None,
         stack_length=fv.stack_length, spatial_model=fv.spatial_model, temporal_model=fv.temporal_model,
         fusion=fv.fusion, batch_size=fv.batch_size, epochs=fv.epochs, train_steps=fv.train_steps,
         steps_per_epoch=fv.steps_per_epoch, optimizer=fv.optimizer, learning_rate=fv.learning_rate,
@@ -120,7 +121,7 @@ def main(argv, stream=None, prog="two-stream train"):
     result = fit.train(config, strategy=strategy, indices=indices, flags_text=fv.flags_into_string())
     if result.history:
         last = result.history[-1]
-        shown = "  ".join(f"{k} {v:.4f}" for k, v in sorted(last.items()) if k != "epoch")
+        shown = "  ".join(f"{k} {v:.4f}" for k, v in sorted(last.items()) if k != "epoch" and v is not None)
         print(f"{prog}: finished epoch {last['epoch'] + 1}: {shown}")
     print(f"{prog}: model_dir {result.model_dir} (final.keras, best.keras, log.csv, tensorboard/)")
     return 0

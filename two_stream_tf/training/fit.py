@@ -24,6 +24,7 @@ import json
 import math
 import os
 import shutil
+import warnings
 
 import keras
 import numpy as np
@@ -52,7 +53,8 @@ class TrainConfig:
       index_cache: cache frame counts beside the frames.
     Model:
       backbone, backbone_kwargs, weights ("imagenet", None or a weights file), image_size (None: the
-      backbone's), dropout (None: the stream's default), partial_bn, num_segments (None: single
+      backbone's), dropout (None: the stream's default), partial_bn, freeze_backbone (train only the
+      classifier, Keras' transfer-learning recipe), num_segments (None: single
       snippets), stack_length; for "fusion": spatial_model and temporal_model (.keras files or model
       dirs) and fusion ("recurrent").
     Optimisation:
@@ -81,6 +83,7 @@ class TrainConfig:
     image_size: int = None
     dropout: float = None
     partial_bn: bool = False
+    freeze_backbone: bool = False
     num_segments: int = None
     stack_length: int = 10
     spatial_model: str = None
@@ -177,8 +180,8 @@ def head(index, count):
 
 
 def _data_options(config):
+    # Element order is the pipelines' business (`deterministic`); only the thread pool is set here.
     options = tf.data.Options()
-    options.deterministic = bool(config.deterministic)
     if config.data_threads:
         options.threading.private_threadpool_size = int(config.data_threads)
     return options
@@ -251,16 +254,20 @@ def build_model(config, num_classes, image_size):
 
     segments = config.num_segments or None
     kwargs = dict(config.backbone_kwargs)
-    if config.stream == "spatial":
+    if config.stream in ("spatial", "temporal"):
         extra = {} if config.dropout is None else {"dropout": config.dropout}
-        return models.spatial_model(num_classes, backbone=config.backbone, weights=config.weights,
-                                    input_shape=(image_size, image_size), partial_bn=config.partial_bn,
-                                    num_segments=segments, **extra, **kwargs)
-    if config.stream == "temporal":
-        extra = {} if config.dropout is None else {"dropout": config.dropout}
-        return models.temporal_model(num_classes, backbone=config.backbone, weights=config.weights,
-                                     input_shape=(image_size, image_size), stack_length=config.stack_length,
-                                     partial_bn=config.partial_bn, num_segments=segments, **extra, **kwargs)
+        if config.stream == "spatial":
+            model = models.spatial_model(num_classes, backbone=config.backbone, weights=config.weights,
+                                         input_shape=(image_size, image_size), partial_bn=config.partial_bn,
+                                         num_segments=segments, **extra, **kwargs)
+        else:
+            model = models.temporal_model(num_classes, backbone=config.backbone, weights=config.weights,
+                                          input_shape=(image_size, image_size), stack_length=config.stack_length,
+                                          partial_bn=config.partial_bn, num_segments=segments, **extra, **kwargs)
+        if config.freeze_backbone:
+            # A frozen nested model also runs its BatchNormalization layers in inference mode.
+            model.get_layer("backbone").trainable = False
+        return model
     spatial = _load_stream(config.spatial_model, "spatial_model")
     temporal = _load_stream(config.temporal_model, "temporal_model")
     for stream in (spatial, temporal):
@@ -402,10 +409,13 @@ def train(config, *, strategy=None, indices=None, flags_text=None):
         validation_data = validation_steps = None
         val_index = head(test_index, config.validation_videos)
         if config.validation and len(val_index):
+            # One pass over the test list per validation; on a cluster, an endless dataset and a fixed step
+            # count instead, since workers whose shards ran dry at different steps would stall the all-reduce.
+            cluster = strategy_lib.task_info(strategy)[0] is not None
             val_fn = dataset_fn(config, val_index, training=False, rgb_normalization=rgb_normalization,
-                                image_size=image_size, repeat=True)
+                                image_size=image_size, repeat=True if cluster else None)
             validation_data = strategy.distribute_datasets_from_function(val_fn)
-            validation_steps = max(1, math.ceil(len(val_index) / config.batch_size))
+            validation_steps = max(1, math.ceil(len(val_index) / config.batch_size)) if cluster else None
 
         if chief:
             run = dict(config.to_json(), image_size=image_size, rgb_normalization=rgb_normalization,
@@ -438,18 +448,23 @@ def train(config, *, strategy=None, indices=None, flags_text=None):
                 validation=validation, rgb_normalization=rgb_normalization,
                 period=config.validation_freq))
 
-        history = model.fit(train_data, epochs=epochs, steps_per_epoch=steps_per_epoch,
-                            validation_data=validation_data, validation_steps=validation_steps,
-                            validation_freq=config.validation_freq, callbacks=run_callbacks,
-                            verbose=config.verbose)
+        with warnings.catch_warnings():
+            # Each validation reads the finite test list to its end, which Keras reports as running out
+            # of data; the training data repeats, so the warning never concerns it.
+            warnings.filterwarnings("ignore", message="Your input ran out of data")
+            history = model.fit(train_data, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                                validation_data=validation_data, validation_steps=validation_steps,
+                                validation_freq=config.validation_freq, callbacks=run_callbacks,
+                                verbose=config.verbose, shuffle=False)
         final_path = os.path.join(write_dir, checkpoints.FINAL_NAME)
         checkpoints.save_model(model, final_path)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
-    if not chief:
-        shutil.rmtree(write_dir, ignore_errors=True)
-    rows = [dict(zip(history.history, values), epoch=epoch)
-            for epoch, values in zip(history.epoch, zip(*history.history.values()))] if history.history else []
+        if not chief:
+            shutil.rmtree(write_dir, ignore_errors=True)
+    # One row per epoch of this call, from the CSV log (validation values only on validation epochs).
+    rows = [row for row in callbacks.ResumableCSVLogger.read_rows(os.path.join(model_dir, CSV_NAME))
+            if row["epoch"] in set(history.epoch)]
     best = os.path.join(model_dir, checkpoints.BEST_NAME)
     return TrainResult(model_dir=model_dir, final_path=os.path.join(model_dir, checkpoints.FINAL_NAME),
                        best_path=best if os.path.isfile(best) else None, history=rows,

@@ -19,6 +19,27 @@ from two_stream_tf.errors import UserError
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 
 
+class MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+    """`tf.distribute.MultiWorkerMirroredStrategy` that Keras 3's `model.fit` can drive with several workers.
+
+    Keras 3 (keras-team/keras#20585, tensorflow/tensorflow#72388, open) calls `strategy.reduce` in two ways
+    TensorFlow's multi-worker reduce rejects: with a nested structure (the first data batch, reduced only to
+    learn its shapes) and with `axis=0` on scalar per-replica values (the loss and metric logs). With one
+    worker both go through a shortcut, so the bug shows only on a real cluster. This subclass reduces each
+    element of a nest separately and reduces scalars across replicas only; everything else is unchanged.
+    """
+
+    def reduce(self, reduce_op, value, axis):
+        parent = super()
+
+        def reduce_one(item):
+            local = self.experimental_local_results(item)[0]
+            scalar = getattr(getattr(local, "shape", None), "rank", None) == 0
+            return parent.reduce(reduce_op, item, None if scalar else axis)
+
+        return tf.nest.map_structure(reduce_one, value)
+
+
 def split_cpu(num_devices):
     """Splits the host CPU into `num_devices` logical devices (e.g. to run `MirroredStrategy` on CPU).
 
@@ -101,7 +122,7 @@ def create_strategy(name="auto", tpu_address=None):
         if not config.get("cluster") or "task" not in config:
             raise UserError("strategy 'multi_worker' needs the TF_CONFIG environment variable with "
                             "'cluster' and 'task' (see tf.distribute.MultiWorkerMirroredStrategy)")
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     if name == "mirrored":
         devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
