@@ -6,8 +6,13 @@ parses its own arguments, which lets training commands use absl flags and flagfi
 use argparse.
 """
 import importlib
+import os
 import pkgutil
 import sys
+
+# TensorFlow's C++ start-up lines (CPU instruction sets, oneDNN, no CUDA driver) are noise on a command
+# line; warnings and errors still show. Set before any command imports TensorFlow.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from two_stream_tf import commands
 from two_stream_tf.errors import UserError
