@@ -10,8 +10,9 @@ import os
 import pkgutil
 import sys
 
-# TensorFlow's C++ start-up lines (CPU instruction sets, oneDNN, no CUDA driver) are noise on a command
-# line; warnings and errors still show. Set before any command imports TensorFlow.
+# TensorFlow's C++ info and warning lines (e.g. which CPU instructions a rebuild could use) are noise on a
+# command line; errors still show. Set before any command imports TensorFlow. (A few lines logged before
+# absl's logging starts ignore this setting.)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from two_stream_tf import commands
