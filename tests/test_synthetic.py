@@ -81,7 +81,7 @@ def interior(mask):
     return cv2.erode(mask.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
 
 
-@pytest.mark.parametrize("class_name", ["BallRollLeft", "BoxSpinClockwise", "KiteZoomIn", "RingBounceVertical"])
+@pytest.mark.parametrize("class_name", ["TriangleRise", "EggTumble", "KiteZoomIn", "RingBounceVertical"])
 def test_flow_on_disk_is_the_motion_the_generator_applied(synthetic_dataset, class_name):
     spec = next(s for s in synthetic_dataset.videos if s.class_name == class_name)
     rendered = render_video(spec)
@@ -89,18 +89,18 @@ def test_flow_on_disk_is_the_motion_the_generator_applied(synthetic_dataset, cla
     for t in (0, 15, 30):
         on_disk = read_flow(synthetic_dataset.frames_dir, spec.video, t)
         inside = interior(rendered.object_mask[t])
-        assert inside.sum() > 50
+        assert inside.sum() > 30  # enough object pixels to measure (a zooming-in object starts small)
         truth = rendered.flow[t]
         assert np.abs(on_disk[inside].mean(axis=0) - truth[inside].mean(axis=0)).max() < 0.3
         outside = ~cv2.dilate(rendered.object_mask[t].astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
         pan = spec.background_offsets[t + 1] - spec.background_offsets[t]
         np.testing.assert_allclose(on_disk[outside].mean(axis=0), pan, atol=0.2)
-        if class_name == "BallRollLeft":  # a slide: every object pixel moves by the centre's step
+        if class_name == "TriangleRise":  # a slide: every object pixel moves by the centre's step
             np.testing.assert_allclose(truth[inside], np.broadcast_to(spec.centers[t + 1] - spec.centers[t],
                                                                        truth[inside].shape), atol=1e-3)
 
 
-@pytest.mark.parametrize("class_name", ["BallRollRight", "BoxSpinAnticlockwise", "RingSwingHorizontal"])
+@pytest.mark.parametrize("class_name", ["TriangleFall", "EggWobble", "RingSwingHorizontal"])
 def test_ground_truth_flow_explains_the_pictures(synthetic_dataset, class_name):
     # Frame t at p shows what frame t + 1 shows at p + flow(p): warping t + 1 back by the flow matches
     # frame t better than assuming no motion, and far better than the opposite motion. Rendered without
@@ -121,28 +121,28 @@ def test_ground_truth_flow_explains_the_pictures(synthetic_dataset, class_name):
 
 
 def test_classes_of_a_pair_look_alike_but_move_apart(synthetic_dataset):
-    """The task needs motion: BallRollLeft and BallRollRight share appearance statistics, not mean flow."""
-    appearance, flow_x = {}, {}
-    for name in ("BallRollLeft", "BallRollRight", "BoxSpinClockwise"):
+    """The task needs motion: TriangleRise and TriangleFall share appearance statistics, not mean flow."""
+    appearance, flow_y = {}, {}
+    for name in ("TriangleRise", "TriangleFall", "KiteZoomIn"):
         specs = [s for s in synthetic_dataset.videos if s.class_name == name]
         colours, motions = [], []
         for spec in specs:
             frames = [cv2.imread(os.path.join(synthetic_dataset.frames_dir, spec.video, f"img_{t + 1:05d}.jpg"))
                       for t in (0, 16, 31)]
             colours.append(np.mean([f.reshape(-1, 3).mean(axis=0) for f in frames], axis=0))
-            if not name.startswith("Ball"):
+            if not name.startswith("Triangle"):
                 continue
             mask = render_video(spec).object_mask
-            motions.append(np.mean([read_flow(synthetic_dataset.frames_dir, spec.video, t)[interior(mask[t]), 0].mean()
+            motions.append(np.mean([read_flow(synthetic_dataset.frames_dir, spec.video, t)[interior(mask[t]), 1].mean()
                                     for t in (0, 15, 30)]))
-        appearance[name], flow_x[name] = np.array(colours), np.array(motions)
-    left, right = appearance["BallRollLeft"], appearance["BallRollRight"]
+        appearance[name], flow_y[name] = np.array(colours), np.array(motions)
+    left, right = appearance["TriangleRise"], appearance["TriangleFall"]
     # Same look: the class means differ by far less than videos differ within a class.
     assert np.all(np.abs(left.mean(axis=0) - right.mean(axis=0)) < 0.25 * left.std(axis=0))
-    # Opposite motion: every Left video moves left, every Right video moves right.
-    assert np.all(flow_x["BallRollLeft"] < -0.8) and np.all(flow_x["BallRollRight"] > 0.8)
-    # And pairs differ in look: a Ball video and the Box video of the same group and clip are not alike.
-    box = appearance["BoxSpinClockwise"]
+    # Opposite motion: every Rise video moves up (y < 0), every Fall video moves down.
+    assert np.all(flow_y["TriangleRise"] < -0.8) and np.all(flow_y["TriangleFall"] > 0.8)
+    # And pairs differ in look: a Triangle video and the Kite video of the same group and clip are not alike.
+    box = appearance["KiteZoomIn"]
     assert np.abs(left - box).mean() > 5 * np.abs(left - right).mean()
 
 

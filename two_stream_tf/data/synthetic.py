@@ -2,7 +2,7 @@
 
 Each class is an *appearance* (object shape, texture pattern, colours) doing a *motion* (slide, spin,
 zoom, oscillate, orbit, wobble). Classes come in pairs that share the appearance and differ only in the
-motion (e.g. `BallRollLeft` / `BallRollRight`), so a single frame cannot separate a pair (the temporal
+motion (e.g. `TriangleRise` / `TriangleFall`), so a single frame cannot separate a pair (the temporal
 stream is needed) while different pairs look different (the spatial stream helps). Within a pair, videos
 of the same group `gGG` even share the object's colours and the background, as UCF-101's groups share the
 actor and the scene.
@@ -48,25 +48,28 @@ _APPEARANCES = {
     "Egg": ("ellipse", "checker", 270.0),
 }
 
-# (class name, appearance, motion kind, motion argument). Pairs are adjacent; the first 8 classes cover
-# translation, rotation, zoom and oscillation.
+# (class name, appearance, motion kind, motion argument). Pairs are adjacent. The first 8 classes (the
+# default) cover translation, zoom, oscillation and rotation with motions that a horizontal flip maps onto
+# the same class (up stays up, zoom stays zoom), so flip augmentation, which every recipe uses, keeps the
+# labels true. Classes 9-16 add pairs that are mirror images of each other (left/right, clockwise/
+# anticlockwise): a flipped BallRollLeft video is a BallRollRight video, so train those without flips.
 _CLASS_CATALOGUE = (
-    ("BallRollLeft", "Ball", "translate", (-1.0, 0.0)),
-    ("BallRollRight", "Ball", "translate", (1.0, 0.0)),
-    ("BoxSpinClockwise", "Box", "rotate", 1.0),
-    ("BoxSpinAnticlockwise", "Box", "rotate", -1.0),
+    ("TriangleRise", "Triangle", "translate", (0.0, -1.0)),
+    ("TriangleFall", "Triangle", "translate", (0.0, 1.0)),
     ("KiteZoomIn", "Kite", "zoom", 1.0),
     ("KiteZoomOut", "Kite", "zoom", -1.0),
     ("RingBounceVertical", "Ring", "oscillate", (0.0, 1.0)),
     ("RingSwingHorizontal", "Ring", "oscillate", (1.0, 0.0)),
-    ("TriangleRise", "Triangle", "translate", (0.0, -1.0)),
-    ("TriangleFall", "Triangle", "translate", (0.0, 1.0)),
+    ("EggWobble", "Egg", "wobble", None),
+    ("EggTumble", "Egg", "rotate", 0.0),  # 0: a random direction per video
+    ("BallRollLeft", "Ball", "translate", (-1.0, 0.0)),
+    ("BallRollRight", "Ball", "translate", (1.0, 0.0)),
+    ("BoxSpinClockwise", "Box", "rotate", 1.0),
+    ("BoxSpinAnticlockwise", "Box", "rotate", -1.0),
     ("HexagonOrbitClockwise", "Hexagon", "orbit", 1.0),
     ("HexagonOrbitAnticlockwise", "Hexagon", "orbit", -1.0),
     ("CrossDriftUpLeft", "Cross", "translate", (-1.0, -1.0)),
     ("CrossDriftDownRight", "Cross", "translate", (1.0, 1.0)),
-    ("EggWobble", "Egg", "wobble", None),
-    ("EggTumble", "Egg", "rotate", 0.0),  # 0: a random direction per video
 )
 
 MAX_CLASSES = len(_CLASS_CATALOGUE)
