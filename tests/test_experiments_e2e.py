@@ -19,11 +19,11 @@ import subprocess
 import sys
 import time
 
-import keras
 import numpy as np
 import pytest
 
 from two_stream_tf import cli
+from two_stream_tf.models import load_model
 from two_stream_tf.training import cluster
 from two_stream_tf.training.callbacks import AtomicBackupAndRestore
 
@@ -73,11 +73,11 @@ def _final_val_top1(model_dir):
 def _load_every_keras_file(model_dir):
     names = sorted(p.name for p in pathlib.Path(model_dir).glob("*.keras"))
     for name in names:
-        keras.models.load_model(pathlib.Path(model_dir) / name, compile=False)
+        load_model(pathlib.Path(model_dir) / name, compile=False)
     return names
 
 
-def _kill_mid_epoch(command, log_path, backup_dir, min_epoch=2):
+def _kill_mid_epoch(command, log_path, backup_dir, min_epoch=1):
     """Starts a training run and SIGKILLs it once a mid-epoch backup of epoch >= min_epoch exists."""
     with open(log_path, "w") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=_environment())
@@ -117,7 +117,7 @@ def test_synthetic_recipe_trains_resumes_after_sigkill_evaluates_and_fuses(synth
     temporal = _script("train_temporal.py") + _recipe_flags("temporal", synthetic_dataset, weights, temporal_dir,
                                                             "--backup_every_steps=3")
     killed = _kill_mid_epoch(temporal, tmp_path / "killed.log", temporal_dir / "backup")
-    assert killed["epoch"] >= 2 and killed["batch"] > 0
+    assert killed["epoch"] >= 1 and killed["batch"] > 0
     rows_before = _csv_rows(temporal_dir)
     # Whatever the instant of the kill, every checkpoint on disk loads.
     assert _load_every_keras_file(temporal_dir)
@@ -128,7 +128,8 @@ def test_synthetic_recipe_trains_resumes_after_sigkill_evaluates_and_fuses(synth
     rows = _csv_rows(temporal_dir)
     # The epoch counter continued: every epoch once, the rows written before the kill kept as they were.
     assert [int(r["epoch"]) for r in rows] == list(range(EPOCHS))
-    assert rows[:killed["epoch"]] == rows_before[:killed["epoch"]]
+    for before, after in zip(rows_before[:killed["epoch"]], rows[:killed["epoch"]]):
+        assert before.items() <= after.items()  # (later rows may add empty validation columns)
     assert f"Epoch {killed['epoch'] + 1}/{EPOCHS}" in output and "Epoch 1/" not in output
     assert not (temporal_dir / "backup").exists()  # removed when training completed
     names = _load_every_keras_file(temporal_dir)
@@ -177,11 +178,14 @@ def test_mirrored_and_multi_worker_runs_reach_the_one_device_band(synthetic_data
     runs = {name: tmp_path / name for name in ("one_device", "mirrored", "multi_worker")}
     outputs = {}
     command = _script("train_temporal.py")
+    # The recipe as it is, but validated only after the last epoch and without TensorBoard images: the
+    # comparison needs the final validation accuracy only.
+    quick = ("--validation_freq=16", "--notensorboard_images")
     outputs["one_device"] = _run(command + _recipe_flags("temporal", synthetic_dataset, weights,
-                                                         runs["one_device"], "--strategy=one_device"),
+                                                         runs["one_device"], "--strategy=one_device", *quick),
                                  tmp_path / "one_device.log")
     outputs["mirrored"] = _run(command + _recipe_flags("temporal", synthetic_dataset, weights, runs["mirrored"],
-                                                       "--strategy=mirrored", "--cpu_devices=2"),
+                                                       "--strategy=mirrored", "--cpu_devices=2", *quick),
                                tmp_path / "mirrored.log")
 
     # Two worker processes on 127.0.0.1; worker 0 is the chief and the only one whose files stay.
@@ -192,9 +196,9 @@ def test_mirrored_and_multi_worker_runs_reach_the_one_device_band(synthetic_data
     for task in range(2):
         env = _environment(TF_CONFIG=json.dumps(cluster.tf_config(hosts, task)), TMPDIR=str(scratch))
         log = open(tmp_path / f"worker{task}.log", "w")
-        processes.append((subprocess.Popen(
-            command + _recipe_flags("temporal", synthetic_dataset, weights, runs["multi_worker"],
-                                    "--strategy=multi_worker"), stdout=log, stderr=subprocess.STDOUT, env=env), log))
+        flags = _recipe_flags("temporal", synthetic_dataset, weights, runs["multi_worker"], "--strategy=multi_worker",
+                              *quick)
+        processes.append((subprocess.Popen(command + flags, stdout=log, stderr=subprocess.STDOUT, env=env), log))
     try:
         for process, _ in processes:
             process.wait(timeout=TIMEOUT)

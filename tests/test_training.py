@@ -135,6 +135,20 @@ def test_backup_restore_resumes_epochs_and_logs(tmp_path):
     assert reloaded.output_shape == (None, 3)
 
 
+def test_epochs_without_validation_neither_rank_nor_name_checkpoints(tmp_path):
+    x, y = _data()
+    model = _tiny_model()
+    saver = callbacks.EpochCheckpoints(tmp_path, period=1, total_epochs=4)
+    model.fit(x, y, batch_size=8, epochs=4, validation_data=(x, y), validation_freq=2, callbacks=[saver], verbose=0)
+    saved = checkpoints.list_periodic(tmp_path)
+    assert [c.epoch for c in saved] == [1, 2, 3, 4]
+    history = json.loads((tmp_path / "checkpoints.json").read_text())
+    assert history["1"] is None and history["3"] is None and history["2"] is not None
+    # Epoch 1 has no measurement yet; epoch 3 carries epoch 2's; the best is the best validation value.
+    assert saved[0].current_top1 == 0.0 and saved[2].current_top1 == pytest.approx(history["2"], abs=1e-4)
+    assert saved[3].best_top1 == pytest.approx(max(history["2"], history["4"]), abs=1e-4)
+
+
 def test_mid_epoch_backup_restarts_the_interrupted_epoch(tmp_path):
     x, y = _data()
     backup_dir = str(tmp_path / "backup")

@@ -151,23 +151,24 @@ class ResumableCSVLogger(keras.callbacks.Callback):
 class EpochCheckpoints(keras.callbacks.Callback):
     """Saves `best.keras` (best by validation top-1) and periodic `EPOCH.BEST.CURRENT.keras` checkpoints.
 
-    The best value survives restarts through `checkpoints.json` in the same folder (epoch → monitored
-    value, rewritten atomically; entries of epochs being trained again are dropped).
+    Epochs without a validation (see `validation_freq` of `fit`) neither change the best nor have a value
+    of their own: a periodic checkpoint of such an epoch carries the latest measured value as CURRENT.
+    The history of measured values survives restarts through `checkpoints.json` in the same folder (epoch
+    → value, rewritten atomically; entries of epochs being trained again are dropped).
 
     Args:
       directory: where to write (the model_dir, or a throw-away folder on non-chief workers).
-      monitor: the log key to rank by; when absent from the logs (no validation data), `fallback`.
-      fallback: the log key used without validation data.
+      monitor: the log key to rank by ("val_top1"; "top1" for runs without validation data).
       period: save a periodic checkpoint every this many epochs (and after the last epoch).
       total_epochs: number of epochs of the run, to always save the last one.
     """
 
     HISTORY = "checkpoints.json"
 
-    def __init__(self, directory, monitor="val_top1", fallback="top1", period=1, total_epochs=None):
+    def __init__(self, directory, monitor="val_top1", period=1, total_epochs=None):
         super().__init__()
         self.directory = os.fspath(directory)
-        self.monitor, self.fallback = monitor, fallback
+        self.monitor = monitor
         self.period = max(int(period), 1)
         self.total_epochs = total_epochs
         self._history = None
@@ -175,6 +176,9 @@ class EpochCheckpoints(keras.callbacks.Callback):
 
     def _history_path(self):
         return os.path.join(self.directory, self.HISTORY)
+
+    def _measured(self):
+        return [(epoch, value) for epoch, value in sorted(self._history.items()) if value is not None]
 
     def on_epoch_begin(self, epoch, logs=None):
         if self._history is not None:
@@ -184,25 +188,26 @@ class EpochCheckpoints(keras.callbacks.Callback):
             with open(self._history_path(), encoding="utf-8") as handle:
                 saved = json.load(handle)
             self._history = {int(k): v for k, v in saved.items() if int(k) < epoch + 1}
-        values = [v for v in self._history.values() if v is not None]
+        values = [value for _, value in self._measured()]
         self.best = max(values) if values else None
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         if self._history is None:
             self.on_epoch_begin(epoch)
-        value = logs.get(self.monitor, logs.get(self.fallback))
+        value = logs.get(self.monitor)
         value = None if value is None else float(value)
-        improved = value is not None and (self.best is None or value > self.best)
-        if improved:
+        number = epoch + 1
+        self._history[number] = value
+        if value is not None and (self.best is None or value > self.best):
             self.best = value
             checkpoints.save_model(self.model, os.path.join(self.directory, checkpoints.BEST_NAME))
-        number = epoch + 1
         last = self.total_epochs is not None and number == self.total_epochs
         if number % self.period == 0 or last:
+            measured = self._measured()
+            current = measured[-1][1] if measured else 0.0
             checkpoints.save_model(self.model, os.path.join(
-                self.directory, checkpoints.periodic_name(number, self.best or 0.0, value or 0.0)))
-        self._history[number] = value
+                self.directory, checkpoints.periodic_name(number, self.best or 0.0, current)))
         atomic.write_text(self._history_path(), json.dumps({str(k): v for k, v in sorted(self._history.items())}))
 
 

@@ -432,7 +432,8 @@ def train(config, *, strategy=None, indices=None, flags_text=None):
         run_callbacks = [
             backup,
             callbacks.LearningRateLogger(),
-            callbacks.EpochCheckpoints(write_dir, period=config.checkpoint_every, total_epochs=epochs),
+            callbacks.EpochCheckpoints(write_dir, monitor="val_top1" if validation_data is not None else "top1",
+                                       period=config.checkpoint_every, total_epochs=epochs),
             callbacks.ResumableCSVLogger(os.path.join(write_dir, CSV_NAME)),
             summaries.EpochScalars(os.path.join(write_dir, TENSORBOARD_DIR)),
         ]
