@@ -6,31 +6,38 @@ trainer builds its pipeline as usual and hands it to `distribute_dataset`; the p
 the dispatcher, every worker runs it (reading the frames from its own view of the file system) and the
 trainer only receives finished batches over gRPC:
 
-    dataset = temporal_dataset(train_index, training=True, batch_size=32, seed=None, repeat=True)
+    dataset = temporal_dataset(train_index, training=True, batch_size=32, strict=True, repeat=True)
     dataset = distribute_dataset(dataset, "grpc://dispatcher-host:5050", training=True)
     model.fit(dataset, steps_per_epoch=300, epochs=80)
 
-How the work is shared (checked against the `tf.data.experimental.service.distribute` and `ShardingPolicy`
-documentation of TensorFlow 2.21):
+How the work is shared — `ShardingPolicy.DYNAMIC` ("distributed_epoch") for training and evaluation,
+checked against the `tf.data.experimental.service.distribute` / `ShardingPolicy` documentation of
+TensorFlow 2.21 and against what two workers on 127.0.0.1 actually return (tests/test_service.py):
 
-* training=True uses `ShardingPolicy.OFF` ("parallel_epochs"): every worker runs the *whole* pipeline
-  independently and the trainer takes batches from whichever worker has one ready. Training samples
-  random snippets, crops and flips anyway, so several workers drawing independently is what we want,
-  workers may join or restart at any time, and no sharding constraint falls on the pipeline. What it
-  requires: the random choices must differ between workers. Build the training pipeline with
-  `seed=None` — with a fixed seed every worker produces the same batches in the same order, so N workers
-  deliver each batch N times. One pass of a finite pipeline through N workers is N passes; train on a
-  repeated pipeline with `steps_per_epoch`.
-* training=False uses `ShardingPolicy.DYNAMIC` ("distributed_epoch"): the dispatcher hands out the
-  pipeline's source elements (videos) one split at a time to whichever worker asks next, so every video
-  is produced by exactly one worker. TensorFlow guarantees *at most once* — a worker that restarts
-  mid-job loses the videos it held — hence exactly once when no worker fails. Pass a finite pipeline
-  (`repeat=None`). Elements arrive in no fixed order and each worker batches its own share, so the last
-  batch of every worker may be short: count videos, not batches. The pipeline's source must be
-  splittable (`Dataset.from_tensor_slices`, `range`, `list_files`), which ours is. The static policies
-  (`FILE_OR_DATA`, `DATA`) would also give exactly once, but they need the dispatcher configured with a
-  fixed list of workers and each trainer reading only from a worker on its own host, which does not fit
-  a pool of CPU machines serving GPU machines.
+* DYNAMIC: the dispatcher hands out the pipeline's *source* elements one split at a time to whichever
+  worker asks next, and the worker runs the rest of the pipeline on them. Every source element is
+  processed by one worker: *at most once* — a worker that restarts mid-job loses the splits it held —
+  hence exactly once when no worker fails. Workers may join or leave at any time (a pool of preemptible
+  CPU machines). It needs a splittable source (`Dataset.from_tensor_slices`, `range`, `list_files`).
+* Evaluation (training=False): with the videos as the source, every video is scored exactly once. The
+  elements arrive in no fixed order and each worker batches its own share, so the last batch of every
+  worker may be short: count videos, not batches. Pass a finite pipeline (`repeat=None`).
+* Training (training=True): why not `ShardingPolicy.OFF` ("parallel_epochs", every worker runs the whole
+  pipeline)? OFF relies on each worker drawing its own random numbers. This project's pipelines draw
+  none at run time: every random choice is a stateless function of (seed, epoch key, video), and the
+  seed is fixed when the pipeline is built (`seed=None` draws one then), so under OFF every worker
+  would produce the *same* batches and N workers would deliver each batch N times. Under DYNAMIC each
+  split (an epoch, or a video) goes to one worker, so workers never duplicate each other and the run
+  stays reproducible for a given seed. One pass of a finite training pipeline is split between the
+  workers; train on a repeated pipeline (`repeat=True`) with `steps_per_epoch`.
+* A source that tf.data service cannot split, such as `tf.data.Dataset.random`, is not rejected by
+  TensorFlow: every worker then produces the whole dataset (verified). `distribute_dataset` checks for
+  it: an error for evaluation (videos would be counted several times), a warning for training (each
+  batch would arrive once per worker).
+
+The static policies (`FILE_OR_DATA`, `DATA`) would also give exactly once, but they need the dispatcher
+configured with a fixed list of workers and each trainer reading only from a worker on its own host,
+which does not fit a pool of CPU machines serving GPU machines.
 
 Several trainer processes (`MultiWorkerMirroredStrategy`) that should split one stream of data between
 them pass the same `job_name`; without one, each trainer gets its own job (in evaluation: each trainer
@@ -38,17 +45,22 @@ would see every video). A job name must not be reused by another training run on
 
 Workers run the pipeline's *graph* in another process: a pipeline that calls Python
 (`tf.py_function`, `tf.numpy_function`) cannot run there, which `distribute_dataset` checks up front.
+The pipelines' default handling of corrupt JPEGs (skip, count and name them) calls Python; build
+pipelines for the service with `strict=True` (a corrupt JPEG then stops with an error naming the file).
 """
+import logging
+
 import tensorflow as tf
 
 from two_stream_tf.addresses import GRPC, parse_address
 from two_stream_tf.errors import UserError
 
-TRAINING_POLICY = tf.data.experimental.service.ShardingPolicy.OFF
-EVALUATION_POLICY = tf.data.experimental.service.ShardingPolicy.DYNAMIC
+POLICY = tf.data.experimental.service.ShardingPolicy.DYNAMIC
 
 # Ops that call back into the Python interpreter that built the graph; it does not exist on a worker.
 _PYTHON_OPS = frozenset({"PyFunc", "PyFuncStateless", "EagerPyFunc"})
+# Sources tf.data service cannot split: under DYNAMIC every worker produces all of their elements.
+_UNSPLITTABLE_SOURCES = {"RandomDataset": "tf.data.Dataset.random", "RandomDatasetV2": "tf.data.Dataset.random"}
 
 
 def service_target(address):
@@ -57,24 +69,30 @@ def service_target(address):
     return f"{GRPC}://{host}:{port}"
 
 
-def sharding_policy(training):
-    """`ShardingPolicy.OFF` for training, `ShardingPolicy.DYNAMIC` for evaluation (see the module docstring)."""
-    return TRAINING_POLICY if training else EVALUATION_POLICY
+class _Graph:
+    """The ops of a dataset's serialized graph (what `distribute` sends to the dispatcher), by function."""
+
+    def __init__(self, dataset):
+        graph = tf.compat.v1.GraphDef()
+        # Private but long-standing: the same serialization `distribute` itself uses.
+        graph.ParseFromString(dataset._as_serialized_graph().numpy())  # pylint: disable=protected-access
+        self.nodes = [("the dataset graph", node.op) for node in graph.node]
+        self.nodes += [(function.signature.name, node.op) for function in graph.library.function
+                       for node in function.node_def]
+
+    def find(self, ops):
+        return sorted({f"{op} in {where}" for where, op in self.nodes if op in ops})
 
 
 def python_ops(dataset):
-    """Names of the ops in a dataset's graph that call Python, as `"op in function"` strings (empty if none).
+    """The ops of a dataset that call Python (`tf.py_function` / `tf.numpy_function`), as "op in function"."""
+    return _Graph(dataset).find(_PYTHON_OPS)
 
-    Looks through the dataset's serialized graph, including the functions of its `map`s, `filter`s and
-    `interleave`s, for `tf.py_function` / `tf.numpy_function` ops.
-    """
-    graph = tf.compat.v1.GraphDef()
-    # Private but long-standing: the same serialization `distribute` sends to the dispatcher.
-    graph.ParseFromString(dataset._as_serialized_graph().numpy())  # pylint: disable=protected-access
-    found = [f"{node.op} in the dataset graph" for node in graph.node if node.op in _PYTHON_OPS]
-    for function in graph.library.function:
-        found += [f"{node.op} in {function.signature.name}" for node in function.node_def if node.op in _PYTHON_OPS]
-    return found
+
+def unsplittable_sources(dataset):
+    """The API names of the dataset's sources that tf.data service cannot split between workers."""
+    graph = _Graph(dataset)
+    return sorted({_UNSPLITTABLE_SOURCES[op] for _, op in graph.nodes if op in _UNSPLITTABLE_SOURCES})
 
 
 def check_serializable(dataset, what="the input pipeline"):
@@ -87,43 +105,63 @@ def check_serializable(dataset, what="the input pipeline"):
     found = python_ops(dataset)
     if found:
         raise UserError(
-            f"{what} calls Python ({', '.join(found)}: tf.py_function or tf.numpy_function), so it cannot run "
+            f"{what} calls Python ({'; '.join(found)}: tf.py_function or tf.numpy_function), so it cannot run "
             "on tf.data service workers: they execute the pipeline's graph in another process, where that Python "
-            "code does not exist. Express those steps with TensorFlow ops, or read the data locally "
-            "(no tf.data service).")
+            "code does not exist. For this project's pipelines pass strict=True (skipping and counting corrupt "
+            "JPEGs is what calls Python); otherwise express those steps with TensorFlow ops, or read the data "
+            "locally (no tf.data service).")
 
 
 def distribute_dataset(dataset, service, *, training, job_name=None, compression="AUTO"):
     """Runs a dataset on tf.data service workers; returns the dataset that reads from them.
 
+    Uses `ShardingPolicy.DYNAMIC` (see the module docstring for why, and what it guarantees).
     Transformations applied to the returned dataset run locally in the trainer; everything before runs
     on the workers.
 
     Args:
-      dataset: the input pipeline, e.g. from `spatial_dataset` / `temporal_dataset` / `two_stream_dataset`.
-        Training pipelines should be built with `seed=None` and `repeat=True`; evaluation pipelines with
-        `repeat=None` (see the module docstring).
+      dataset: the input pipeline, e.g. from `spatial_dataset` / `temporal_dataset` /
+        `two_stream_dataset` built with `strict=True`; for training with `repeat=True`, for evaluation
+        with `repeat=None`.
       service: the dispatcher, `grpc://HOST:PORT` or `HOST:PORT`.
-      training: True: every worker runs the whole pipeline with its own random draws
-        (`ShardingPolicy.OFF`). False: the videos are split between the workers so that each is produced
-        exactly once (`ShardingPolicy.DYNAMIC`; at most once if a worker fails mid-job).
+      training: True: a training pipeline (endless or not; a source it cannot split draws a warning).
+        False: an evaluation pipeline, which must be finite and splittable, so that every video is
+        produced exactly once (at most once if a worker fails mid-job).
       job_name: share one job (one stream of data) between the trainer processes that pass the same name,
         e.g. the workers of `MultiWorkerMirroredStrategy`. None: a job per trainer.
-      compression: "AUTO" (workers compress elements with Snappy when it helps) or None (send raw
-        tensors: less CPU, more network).
+      compression: "AUTO" (workers compress elements with Snappy) or None (send raw tensors: less CPU
+        on both ends, more network).
 
     Returns:
       A `tf.data.Dataset` with the same `element_spec`.
 
     Raises:
-      UserError: a malformed service address, or a pipeline that calls Python (cannot run on workers).
+      UserError: a malformed service address or job name; a pipeline that calls Python; an evaluation
+        pipeline whose source tf.data service cannot split, or that repeats forever (when TensorFlow can
+        tell: `cardinality()` is infinite).
     """
     target = service_target(service)
-    check_serializable(dataset)
     if job_name is not None and not str(job_name).strip():
         raise UserError("job_name must be a non-empty string or None")
+    check_serializable(dataset)
+    unsplittable = unsplittable_sources(dataset)
+    if not training:
+        if dataset.cardinality() == tf.data.INFINITE_CARDINALITY:
+            raise UserError("the evaluation pipeline repeats forever; build it with repeat=None so that "
+                            "the tf.data service job ends after every video was produced once")
+        if unsplittable:
+            raise UserError(
+                f"the evaluation pipeline starts from {', '.join(unsplittable)}, which tf.data service cannot split "
+                "between workers: every worker would produce every video, so each would be scored once per "
+                "worker. Its source must be the videos (e.g. Dataset.from_tensor_slices); evaluate locally "
+                "(no tf.data service) meanwhile.")
+    elif unsplittable:
+        logging.warning(
+            "the training pipeline starts from %s, which tf.data service cannot split between workers: every "
+            "worker produces the same batches, so with N workers each batch arrives N times.",
+            ", ".join(unsplittable))
     return dataset.apply(tf.data.experimental.service.distribute(
-        processing_mode=sharding_policy(training), service=target, job_name=job_name, compression=compression))
+        processing_mode=POLICY, service=target, job_name=job_name, compression=compression))
 
 
 def start_dispatcher(port=0, work_dir=None):

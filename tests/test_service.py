@@ -1,0 +1,266 @@
+"""tf.data service: a dispatcher and two workers started with `two-stream data-service` on 127.0.0.1.
+
+The servers run in their own processes, as on a cluster: the pipelines travel to them as graphs, and
+the workers read the synthetic dataset's frames themselves.
+"""
+import collections
+import hashlib
+import logging
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from two_stream_tf.cli import main as cli_main
+from two_stream_tf.data import service
+from two_stream_tf.data.index import open_split_index
+from two_stream_tf.data.pipelines import temporal_dataset
+from two_stream_tf.errors import UserError
+
+STACK_LENGTH, IMAGE_SIZE = 5, 64
+START_TIMEOUT = 180
+
+
+# --- servers ------------------------------------------------------------------------------------------------
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class _Server:
+    """A `two-stream data-service …` process; its log goes to a file, its stdout is collected by a thread."""
+
+    def __init__(self, args, log_path):
+        self.log_path = log_path
+        with open(log_path, "w") as log:
+            self.process = subprocess.Popen([sys.executable, "-m", "two_stream_tf.cli", "data-service", *args],
+                                            stdout=subprocess.PIPE, stderr=log, text=True)
+        self.lines = []
+        self._reader = threading.Thread(target=lambda: self.lines.extend(self.process.stdout), daemon=True)
+        self._reader.start()
+
+    @property
+    def output(self):
+        return "".join(self.lines)
+
+    def wait_for(self, text, timeout):
+        deadline = time.monotonic() + timeout
+        while text not in self.output:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"no {text!r} from the server; stdout: {self.output!r}\n"
+                                     f"log: {open(self.log_path).read()[-2000:]}")
+            time.sleep(0.2)
+
+    def stop(self):
+        """Waits for the process to end after Ctrl-C (see `_interrupt_all`); returns its exit status."""
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise
+        self._reader.join(timeout=10)
+        return self.process.returncode
+
+
+def _interrupt_all(servers):
+    # Ctrl-C to all at once: each stops on its own.
+    for server in servers:
+        if server.process.poll() is None:
+            server.process.send_signal(signal.SIGINT)
+    return [server.stop() for server in servers]
+
+
+@pytest.fixture(scope="module")
+def dispatcher_address(tmp_path_factory):
+    """A dispatcher and two workers on 127.0.0.1, each its own `two-stream data-service` process."""
+    logs = tmp_path_factory.mktemp("data_service_logs")
+    port = _free_port()
+    dispatcher = _Server(["dispatcher", "--port", str(port), "--work-dir", str(logs / "dispatcher_state")],
+                         logs / "dispatcher.log")
+    # Started together: a worker waits until the dispatcher answers.
+    workers = [_Server(["worker", "--dispatcher", f"127.0.0.1:{port}", "--host", "127.0.0.1"], logs / f"worker{i}.log")
+               for i in range(2)]
+    servers = [dispatcher, *workers]
+    try:
+        dispatcher.wait_for("listening on", START_TIMEOUT)
+        for worker in workers:
+            worker.wait_for("registered with the dispatcher", START_TIMEOUT)
+        yield f"grpc://127.0.0.1:{port}"
+    finally:
+        codes = _interrupt_all(servers)
+    # Ctrl-C stops a server cleanly: exit status 0 and a last word.
+    assert codes == [0, 0, 0], [server.output for server in servers]
+    assert all(server.output.rstrip().endswith("stopped") for server in servers)
+    assert (logs / "dispatcher_state").is_dir()  # --work-dir: the dispatcher journals its state there
+
+
+# --- data ---------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def indices(synthetic_dataset):
+    """(train, test) indices of the synthetic dataset (64 / 32 videos of 8 classes)."""
+    return tuple(open_split_index(synthetic_dataset.frames_dir, synthetic_dataset.split_dir, subset=subset)
+                 for subset in ("train", "test"))
+
+
+def _train_pipeline(index, batch_size=16, **kwargs):
+    return temporal_dataset(index, training=True, batch_size=batch_size, stack_length=STACK_LENGTH,
+                            image_size=IMAGE_SIZE, seed=0, strict=True, repeat=True, **kwargs)
+
+
+def _test_pipeline(index, **kwargs):
+    return temporal_dataset(index, training=False, batch_size=4, stack_length=STACK_LENGTH, image_size=IMAGE_SIZE,
+                            num_snippets=3, strict=True, **kwargs)
+
+
+def _fingerprint(array):
+    return hashlib.sha1(np.ascontiguousarray(array).tobytes()).hexdigest()
+
+
+# --- checks before anything is sent ---------------------------------------------------------------------------
+
+def test_service_addresses():
+    assert service.service_target("node07:5050") == "grpc://node07:5050"
+    assert service.service_target("grpc://10.0.0.7:5050") == "grpc://10.0.0.7:5050"
+    assert service.service_target("[::1]:5050") == "grpc://[::1]:5050"
+    for bad, message in [("node07", "is not HOST:PORT"), ("http://node07:5050", "not http://"),
+                         ("node07:0", "outside 1..65535"), ("node 07:5050", "is not HOST:PORT")]:
+        with pytest.raises(UserError, match=message):
+            service.distribute_dataset(tf.data.Dataset.range(3), bad, training=True)
+
+
+def test_pipelines_that_call_python_are_refused(indices):
+    train, _ = indices
+    # The default pipelines skip and count corrupt JPEGs in Python; strict ones are pure graphs.
+    lenient = temporal_dataset(train, training=True, batch_size=4, stack_length=STACK_LENGTH, image_size=IMAGE_SIZE)
+    assert any(found.startswith("EagerPyFunc in ") for found in service.python_ops(lenient))
+    with pytest.raises(UserError, match=r"calls Python \(EagerPyFunc in .*pass strict=True"):
+        service.distribute_dataset(lenient, "127.0.0.1:5050", training=True)
+    assert service.python_ops(_train_pipeline(train)) == []
+    numpy_step = tf.data.Dataset.range(3).map(lambda i: tf.numpy_function(lambda v: v + 1, [i], tf.int64))
+    with pytest.raises(UserError, match="PyFunc in "):
+        service.check_serializable(numpy_step)
+
+
+def test_evaluation_pipelines_must_end():
+    with pytest.raises(UserError, match="repeats forever; build it with repeat=None"):
+        service.distribute_dataset(tf.data.Dataset.range(4).repeat(), "127.0.0.1:5050", training=False)
+
+
+def test_sources_the_service_cannot_split_are_named():
+    randoms = tf.data.Dataset.random(seed=1).take(4)
+    assert service.unsplittable_sources(randoms) == ["tf.data.Dataset.random"]
+    assert service.unsplittable_sources(tf.data.Dataset.from_tensor_slices([1, 2]).map(lambda v: v * 2)) == []
+    with pytest.raises(UserError, match="starts from tf.data.Dataset.random, which tf.data service cannot split"):
+        service.distribute_dataset(randoms, "127.0.0.1:5050", training=False)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["data-service"], "required"),
+    (["data-service", "worker"], "--dispatcher"),
+    (["data-service", "worker", "--dispatcher", "node07"], "--dispatcher 'node07' is not HOST:PORT"),
+    (["data-service", "dispatcher", "--port", "70000"], "port 70000 is outside 0..65535"),
+])
+def test_data_service_command_rejects_bad_arguments(argv, message, capsys):
+    assert cli_main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+# --- through two workers --------------------------------------------------------------------------------------
+
+def test_evaluation_through_two_workers_produces_every_video_once(dispatcher_address, indices):
+    # A splittable evaluation dataset over the real frames: each video's first flow-x image, decoded.
+    _, test = indices
+    videos = [entry.video for entry in test]
+    table = {"video": videos, "label": [entry.label for entry in test],
+             "path": [test.flow_paths(entry, 0)[0] for entry in test]}
+
+    def load(video):
+        pixels = tf.io.decode_jpeg(tf.io.read_file(video["path"]), channels=1)
+        return video["video"], video["label"], tf.reduce_sum(tf.cast(pixels, tf.int64))
+
+    dataset = tf.data.Dataset.from_tensor_slices(table).map(load).batch(4)
+    served = service.distribute_dataset(dataset, dispatcher_address, training=False).unbatch()
+    received = [(video.decode(), int(label), int(total)) for video, label, total in served.as_numpy_iterator()]
+    expected = [(video.decode(), int(label), int(total)) for video, label, total in dataset.unbatch().as_numpy_iterator()]
+    assert collections.Counter(video for video, _, _ in received) == collections.Counter(videos)
+    assert sorted(received) == sorted(expected)
+
+
+@pytest.mark.xfail(strict=True, raises=UserError, reason=(
+    "the test-mode pipelines start from tf.data.Dataset.random (epoch keys), which tf.data service cannot split: "
+    "each worker would produce every video; pipelines.py must start test mode from the videos"))
+def test_real_evaluation_pipeline_through_two_workers_produces_every_video_once(dispatcher_address, indices):
+    _, test = indices
+    local = [(_fingerprint(views), int(label)) for views, label in _test_pipeline(test).unbatch().as_numpy_iterator()]
+    served = service.distribute_dataset(_test_pipeline(test), dispatcher_address, training=False).unbatch()
+    received = [(_fingerprint(views), int(label)) for views, label in served.as_numpy_iterator()]
+    assert len(local) == len(test)
+    assert sorted(received) == sorted(local)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "the training pipelines fix every random choice from (seed, epoch key, video) and draw epoch keys from "
+    "tf.data.Dataset.random, which tf.data service cannot split: both workers produce the same stacks"))
+def test_training_workers_do_not_duplicate_each_other(dispatcher_address, indices, caplog):
+    train, _ = indices
+    with caplog.at_level(logging.WARNING):
+        served = service.distribute_dataset(_train_pipeline(train, batch_size=8), dispatcher_address, training=True)
+    stacks = [_fingerprint(x) for x, _ in served.unbatch().take(2 * len(train)).as_numpy_iterator()]
+    assert len(set(stacks)) == len(stacks)
+    assert "each batch arrives N times" not in caplog.text
+
+
+def test_a_source_the_service_cannot_split_is_produced_by_every_worker(dispatcher_address, caplog):
+    # What the check in distribute_dataset is for: TensorFlow does not refuse such a source under DYNAMIC.
+    with caplog.at_level(logging.WARNING):
+        served = service.distribute_dataset(tf.data.Dataset.random(seed=7).take(3), dispatcher_address, training=True)
+    assert "starts from tf.data.Dataset.random" in caplog.text and "each batch arrives N times" in caplog.text
+    values = collections.Counter(int(v) for v in served.as_numpy_iterator())
+    assert sorted(values.values()) == [2, 2, 2]  # two workers, each with the whole dataset
+
+
+def _flow_classifier():
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([
+        keras.Input((IMAGE_SIZE, IMAGE_SIZE, 2 * STACK_LENGTH)),
+        keras.layers.Conv2D(16, 5, strides=2, activation="relu"),
+        keras.layers.Conv2D(32, 3, strides=2, activation="relu"),
+        keras.layers.Conv2D(32, 3, strides=2, activation="relu"),
+        keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dense(8, activation="softmax"),
+    ])
+    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def _video_accuracy(model, index):
+    # The test protocol: softmax averaged over each video's 3 snippets, read locally.
+    views, labels = zip(*_test_pipeline(index).as_numpy_iterator())
+    views, labels = np.concatenate(views), np.concatenate(labels)
+    scores = model.predict(views.reshape(-1, *views.shape[2:]), verbose=0).reshape(*views.shape[:2], -1)
+    return float(np.mean(scores.mean(axis=1).argmax(axis=-1) == labels))
+
+
+def test_training_through_the_service_reaches_the_local_accuracy(dispatcher_address, indices):
+    train, test = indices
+    accuracy = {}
+    for where in ("local", "service"):
+        data = _train_pipeline(train)
+        if where == "service":
+            data = service.distribute_dataset(data, dispatcher_address, training=True)
+        model = _flow_classifier()
+        model.fit(data, steps_per_epoch=40, epochs=6, verbose=0)
+        accuracy[where] = _video_accuracy(model, test)
+    # 8 classes: chance is 0.125; both runs learn the motions (about 0.4 here), within a band of each other.
+    assert accuracy["local"] >= 0.25 and accuracy["service"] >= 0.25, accuracy
+    assert abs(accuracy["local"] - accuracy["service"]) <= 0.25, accuracy
