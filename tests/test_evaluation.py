@@ -144,3 +144,35 @@ def test_confusion_png_is_a_png_of_the_right_content(tmp_path):
     # The diagonal is dark blue and the off-diagonal white: both colours appear.
     flat = array.reshape(-1, 3).astype(int)
     assert (flat.sum(axis=1) > 740).any() and ((flat[:, 2] - flat[:, 0]) > 100).any()
+
+
+def test_test_views_regroup_into_interleaved_snippet_sequences():
+    import tensorflow as tf
+    from two_stream_tf.evaluation.protocol import to_units
+    snippets, crops = 7, 2  # 7 snippets: sequences of 3 use the first 6
+    values = np.array([[s * 10 + c for s in range(snippets) for c in range(crops)]], np.float32)
+    views = tf.constant(values.reshape(1, snippets * crops, 1, 1, 1))
+    single = to_units(views, crops).numpy().reshape(-1)
+    np.testing.assert_array_equal(single, values[0])
+    sequences = to_units(views, crops, segments=3).numpy().reshape(-1, 3)
+    # Sequence g holds snippets g, g + 2, g + 4 (so each spans the video), one crop at a time.
+    np.testing.assert_array_equal(sequences, [[0, 20, 40], [1, 21, 41], [10, 30, 50], [11, 31, 51]])
+
+
+def test_video_scores_average_the_softmax_over_views():
+    import keras
+    import tensorflow as tf
+    from two_stream_tf.data.index import VideoEntry
+    from two_stream_tf.evaluation.protocol import score_videos
+    inputs = keras.Input((1, 1, 2))
+    logits = keras.layers.Flatten()(inputs)
+    model = keras.Model(inputs, keras.layers.Softmax()(logits))
+    rng = np.random.default_rng(0)
+    views = rng.normal(size=(3, 4, 1, 1, 2)).astype(np.float32)  # 3 videos x 4 views
+    labels = np.array([1, 0, 1], np.int32)
+    dataset = tf.data.Dataset.from_tensor_slices((views, labels)).batch(2)
+    entries = [VideoEntry(f"Class/v_{i}", int(label), 10, 9) for i, label in enumerate(labels)]
+    result = score_videos(model, dataset, entries, ("a", "b"), crops=1, views_per_step=3, progress=False)
+    expected = np.exp(views[..., 0, 0, :]) / np.exp(views[..., 0, 0, :]).sum(-1, keepdims=True)
+    np.testing.assert_allclose(result.scores, expected.mean(axis=1), rtol=1e-5)
+    assert list(result.videos) == ["v_0", "v_1", "v_2"] and list(result.labels) == [1, 0, 1]

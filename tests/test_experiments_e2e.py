@@ -162,6 +162,27 @@ def test_synthetic_recipe_trains_resumes_after_sigkill_evaluates_and_fuses(synth
     assert results.read_text().splitlines()[-1].startswith("| synthetic | ")
     assert (tmp_path / "fused" / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
 
+    # Recurrent fusion on the frozen streams (train_fusion.py), shortened to 2 epochs, and its evaluation on
+    # sequences of the recipe's 3 snippets (6 test snippets = 2 interleaved sequences per video).
+    fusion_dir = tmp_path / "fusion"
+    fusion_flags = [f"--flagfile={CONFIGS / 'synthetic_fusion.cfg'}", f"--frames_root={synthetic_dataset.frames_dir}",
+                    f"--split_dir={synthetic_dataset.split_dir}", f"--spatial_model={spatial_dir}",
+                    f"--temporal_model={temporal_dir}", f"--model_dir={fusion_dir}", "--verbose=2", "--epochs=2",
+                    "--validation_freq=2"]
+    _run(_script("train_fusion.py") + fusion_flags, tmp_path / "fusion.log")
+    assert cli.main(["evaluate", *fusion_flags, "--test_snippets=6", "--test_crops=1"]) == 0
+    fusion_metrics = json.loads((fusion_dir / "evaluation_split1_test" / "metrics.json").read_text())
+    assert fusion_metrics["num_videos"] == 32 and fusion_metrics["protocol"]["stream"] == "fusion"
+    fused_model = load_model(fusion_dir / "final.keras", compile=False)
+    assert fused_model.get_layer("lstm") is not None and set(fused_model.input) == {"rgb", "flow"}
+    # The streams stayed frozen: every backbone weight of each stream is in the fused model unchanged.
+    fused_weights = [w.numpy() for w in fused_model.weights]
+    for stream_dir in (spatial_dir, temporal_dir):
+        stream = load_model(stream_dir / "best.keras", compile=False)
+        for weight in stream.get_layer("backbone").weights:
+            value = weight.numpy()
+            assert any(w.shape == value.shape and np.array_equal(w, value) for w in fused_weights), weight.path
+
 
 def _free_ports(count):
     sockets = [socket.socket() for _ in range(count)]

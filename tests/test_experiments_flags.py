@@ -164,10 +164,15 @@ def test_every_recipe_parses_with_the_real_flags(recipe, tmp_path):
     assert not os.path.isabs(fv.frames_root) and not os.path.isabs(fv.split_dir) and not os.path.isabs(fv.model_dir)
     # With the paths pointed at existing folders, every value passes the entry point's checks.
     (tmp_path / "f").mkdir()
+    streams = []
+    for name in ("spatial_model", "temporal_model"):  # a fusion recipe reads two trained streams
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "best.keras").write_bytes(b"")
+        streams.append(f"--{name}={tmp_path / name}")
     fv = flags.FlagValues()
     _training_flags.define_all(fv)
     _training_flags.parse(fv, [f"--flagfile={recipe}", f"--frames_root={tmp_path / 'f'}",
-                               f"--split_dir={tmp_path / 'f'}", f"--model_dir={tmp_path / 'run'}"], "test")
+                               f"--split_dir={tmp_path / 'f'}", f"--model_dir={tmp_path / 'run'}", *streams], "test")
     config = train.config_from_flags(fv)
     if recipe.stem.startswith(("ucf101", "hmdb51")):
         rgb = config.stream == "spatial"
@@ -188,4 +193,4 @@ def test_recipes_cover_the_issue():
             for stream in ("spatial", "temporal"):
                 for split in (1, 2, 3):
                     assert f"{dataset}_{backbone}_{stream}_split{split}" in names
-    assert {"synthetic_spatial", "synthetic_temporal"} <= names
+    assert {"synthetic_spatial", "synthetic_temporal", "synthetic_fusion"} <= names
