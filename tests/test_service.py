@@ -6,12 +6,6 @@ the workers read the synthetic dataset's frames themselves.
 import collections
 import hashlib
 import logging
-import signal
-import socket
-import subprocess
-import sys
-import threading
-import time
 
 import keras
 import numpy as np
@@ -21,84 +15,25 @@ import tensorflow as tf
 from two_stream_tf.cli import main as cli_main
 from two_stream_tf.data import service
 from two_stream_tf.data.index import open_split_index
+from two_stream_tf.data.local_service import LocalService
 from two_stream_tf.data.pipelines import temporal_dataset
 from two_stream_tf.errors import UserError
 
 STACK_LENGTH, IMAGE_SIZE = 5, 64
-START_TIMEOUT = 180
 
 
 # --- servers ------------------------------------------------------------------------------------------------
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class _Server:
-    """A `two-stream data-service …` process; its log goes to a file, its stdout is collected by a thread."""
-
-    def __init__(self, args, log_path):
-        self.log_path = log_path
-        with open(log_path, "w") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "two_stream_tf.cli", "data-service", *args],
-                                            stdout=subprocess.PIPE, stderr=log, text=True)
-        self.lines = []
-        self._reader = threading.Thread(target=lambda: self.lines.extend(self.process.stdout), daemon=True)
-        self._reader.start()
-
-    @property
-    def output(self):
-        return "".join(self.lines)
-
-    def wait_for(self, text, timeout):
-        deadline = time.monotonic() + timeout
-        while text not in self.output:
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"no {text!r} from the server; stdout: {self.output!r}\n"
-                                     f"log: {open(self.log_path).read()[-2000:]}")
-            time.sleep(0.2)
-
-    def stop(self):
-        """Waits for the process to end after Ctrl-C (see `_interrupt_all`); returns its exit status."""
-        try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            raise
-        self._reader.join(timeout=10)
-        return self.process.returncode
-
-
-def _interrupt_all(servers):
-    # Ctrl-C to all at once: each stops on its own.
-    for server in servers:
-        if server.process.poll() is None:
-            server.process.send_signal(signal.SIGINT)
-    return [server.stop() for server in servers]
-
 
 @pytest.fixture(scope="module")
 def dispatcher_address(tmp_path_factory):
     """A dispatcher and two workers on 127.0.0.1, each its own `two-stream data-service` process."""
     logs = tmp_path_factory.mktemp("data_service_logs")
-    port = _free_port()
-    dispatcher = _Server(["dispatcher", "--port", str(port), "--work-dir", str(logs / "dispatcher_state")],
-                         logs / "dispatcher.log")
-    # Started together: a worker waits until the dispatcher answers.
-    workers = [_Server(["worker", "--dispatcher", f"127.0.0.1:{port}", "--host", "127.0.0.1"], logs / f"worker{i}.log")
-               for i in range(2)]
-    servers = [dispatcher, *workers]
-    try:
-        dispatcher.wait_for("listening on", START_TIMEOUT)
-        for worker in workers:
-            worker.wait_for("registered with the dispatcher", START_TIMEOUT)
-        yield f"grpc://127.0.0.1:{port}"
-    finally:
-        codes = _interrupt_all(servers)
-    # Ctrl-C stops a server cleanly: exit status 0 and a last word.
-    assert codes == [0, 0, 0], [server.output for server in servers]
+    local = LocalService(num_workers=2, work_dir=logs / "dispatcher_state", log_dir=str(logs))
+    with local:
+        yield local.address
+    # Ctrl-C stops each server cleanly: exit status 0 and a last word.
+    servers = [local.dispatcher, *local.workers]
+    assert local.exit_codes == [0, 0, 0], [server.output for server in servers]
     assert all(server.output.rstrip().endswith("stopped") for server in servers)
     assert (logs / "dispatcher_state").is_dir()  # --work-dir: the dispatcher journals its state there
 
@@ -151,6 +86,11 @@ def test_pipelines_that_call_python_are_refused(indices):
         service.check_serializable(numpy_step)
 
 
+def test_transfer_dtype_must_be_a_half_float():
+    with pytest.raises(UserError, match="transfer_dtype 'int8' is not one of"):
+        service.distribute_dataset(tf.data.Dataset.range(3), "127.0.0.1:5050", training=True, transfer_dtype="int8")
+
+
 def test_evaluation_pipelines_must_end():
     with pytest.raises(UserError, match="repeats forever; build it with repeat=None"):
         service.distribute_dataset(tf.data.Dataset.range(4).repeat(), "127.0.0.1:5050", training=False)
@@ -194,6 +134,18 @@ def test_evaluation_through_two_workers_produces_every_video_once(dispatcher_add
     expected = [(video.decode(), int(label), int(total)) for video, label, total in dataset.unbatch().as_numpy_iterator()]
     assert collections.Counter(video for video, _, _ in received) == collections.Counter(videos)
     assert sorted(received) == sorted(expected)
+
+
+@pytest.mark.parametrize("transfer_dtype, tolerance", [("float16", 1e-3), ("bfloat16", 8e-3)])
+def test_floats_travel_at_half_width_and_come_back_as_float32(dispatcher_address, transfer_dtype, tolerance):
+    values = np.linspace(-1, 1, 255, dtype=np.float32)
+    dataset = tf.data.Dataset.from_tensor_slices((values, np.arange(255, dtype=np.int32))).batch(16)
+    served = service.distribute_dataset(dataset, dispatcher_address, training=False, transfer_dtype=transfer_dtype)
+    assert served.element_spec[0].dtype == tf.float32
+    received = sorted((int(i), float(v)) for v, i in served.unbatch().as_numpy_iterator())
+    assert [i for i, _ in received] == list(range(255))
+    np.testing.assert_allclose([v for _, v in received], values, rtol=0, atol=tolerance)
+    assert any(v != values[i] for i, v in received)  # really narrowed on the way
 
 
 @pytest.mark.xfail(strict=True, raises=UserError, reason=(

@@ -112,7 +112,26 @@ def check_serializable(dataset, what="the input pipeline"):
             "locally (no tf.data service).")
 
 
-def distribute_dataset(dataset, service, *, training, job_name=None, compression="AUTO"):
+TRANSFER_DTYPES = (None, "float16", "bfloat16")
+
+
+def _cast_floats(element, dtypes):
+    """Casts the floating tensors of an element (any structure) to the dtypes in `dtypes` (same structure)."""
+    return tf.nest.map_structure(lambda tensor, dtype: tf.cast(tensor, dtype) if tensor.dtype.is_floating else tensor,
+                                 element, dtypes)
+
+
+def _map_element(dataset, function):
+    # Elements may be tuples (x, label): map passes them as separate arguments. Plain TensorFlow code,
+    # no AutoGraph needed.
+    @tf.autograph.experimental.do_not_convert
+    def apply(*parts):
+        return function(parts if len(parts) > 1 else parts[0])
+
+    return dataset.map(apply, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def distribute_dataset(dataset, service, *, training, job_name=None, compression="AUTO", transfer_dtype=None):
     """Runs a dataset on tf.data service workers; returns the dataset that reads from them.
 
     Uses `ShardingPolicy.DYNAMIC` (see the module docstring for why, and what it guarantees).
@@ -130,7 +149,10 @@ def distribute_dataset(dataset, service, *, training, job_name=None, compression
       job_name: share one job (one stream of data) between the trainer processes that pass the same name,
         e.g. the workers of `MultiWorkerMirroredStrategy`. None: a job per trainer.
       compression: "AUTO" (workers compress elements with Snappy) or None (send raw tensors: less CPU
-        on both ends, more network).
+        on both ends, more network; see benchmarks/README.md).
+      transfer_dtype: None (send float tensors as they are), or "float16" / "bfloat16": workers send
+        floating tensors at half the bytes and the trainer casts them back to their dtype. The inputs come
+        from 8-bit JPEGs, so float16's 11-bit precision loses nothing that matters.
 
     Returns:
       A `tf.data.Dataset` with the same `element_spec`.
@@ -143,6 +165,8 @@ def distribute_dataset(dataset, service, *, training, job_name=None, compression
     target = service_target(service)
     if job_name is not None and not str(job_name).strip():
         raise UserError("job_name must be a non-empty string or None")
+    if transfer_dtype not in TRANSFER_DTYPES:
+        raise UserError(f"transfer_dtype {transfer_dtype!r} is not one of {TRANSFER_DTYPES}")
     check_serializable(dataset)
     unsplittable = unsplittable_sources(dataset)
     if not training:
@@ -160,8 +184,15 @@ def distribute_dataset(dataset, service, *, training, job_name=None, compression
             "the training pipeline starts from %s, which tf.data service cannot split between workers: every "
             "worker produces the same batches, so with N workers each batch arrives N times.",
             ", ".join(unsplittable))
-    return dataset.apply(tf.data.experimental.service.distribute(
+    dtypes = tf.nest.map_structure(lambda spec: spec.dtype, dataset.element_spec)
+    if transfer_dtype:
+        narrow = tf.nest.map_structure(lambda dtype: tf.as_dtype(transfer_dtype) if dtype.is_floating else dtype, dtypes)
+        dataset = _map_element(dataset, lambda element: _cast_floats(element, narrow))
+    distributed = dataset.apply(tf.data.experimental.service.distribute(
         processing_mode=POLICY, service=target, job_name=job_name, compression=compression))
+    if transfer_dtype:
+        distributed = _map_element(distributed, lambda element: _cast_floats(element, dtypes))
+    return distributed
 
 
 def start_dispatcher(port=0, work_dir=None):
