@@ -176,3 +176,29 @@ def test_video_scores_average_the_softmax_over_views():
     expected = np.exp(views[..., 0, 0, :]) / np.exp(views[..., 0, 0, :]).sum(-1, keepdims=True)
     np.testing.assert_allclose(result.scores, expected.mean(axis=1), rtol=1e-5)
     assert list(result.videos) == ["v_0", "v_1", "v_2"] and list(result.labels) == [1, 0, 1]
+
+
+def test_fuse_command_fits_weights_and_appends_the_table(tmp_path, capsys):
+    from two_stream_tf import cli
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 3, size=40)
+    noise = np.eye(3)[(labels + rng.integers(1, 3, size=40)) % 3]
+    informative = np.full((40, 3), 0.2)
+    informative[np.arange(40), labels] = 0.6
+    paths = {}
+    for split, rows in (("val", slice(0, 20)), ("test", slice(20, 40))):
+        for name, scores in (("rgb", noise), ("flow", informative)):
+            paths[split, name] = tmp_path / f"{name}_{split}.npz"
+            save_scores(paths[split, name], _scores(scores[rows], labels[rows],
+                                                    videos=[f"v_{i}" for i in range(40)][rows]))
+    table = tmp_path / "results.md"
+    assert cli.main(["fuse", f"--scores={paths['test', 'rgb']},{paths['test', 'flow']}",
+                     f"--fit_on={paths['val', 'rgb']},{paths['val', 'flow']}", f"--results_table={table}",
+                     "--run_name=fitted", f"--output_dir={tmp_path / 'fused'}"]) == 0
+    out = capsys.readouterr().out
+    assert "weights 1:2.6 fitted on 20 validation videos (top1 100.00 %)" in out
+    assert "Fusion    top-1 100.00 %" in out
+    assert table.read_text().splitlines()[-1].endswith("| 100.00 (100.00) | 1:2.6 |")
+    assert load_scores(tmp_path / "fused" / "scores.npz").scores.shape == (20, 3)
+    assert cli.main(["fuse", f"--scores={paths['test', 'rgb']},{paths['test', 'flow']}", "--weights=tsn"]) == 0
+    assert "weights 1:1.5" in capsys.readouterr().out

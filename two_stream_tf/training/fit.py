@@ -134,7 +134,7 @@ class TrainResult:
     Attributes:
       model_dir: the run folder.
       final_path: `final.keras`.
-      best_path: `best.keras` (None without validation... or when no epoch ran).
+      best_path: `best.keras`, or None when no best model was saved.
       history: one dict per epoch of this call (Keras `History.history` transposed).
       resumed_from_epoch: 0-based epoch the run resumed at, or None for a fresh start.
       num_replicas: replicas the global batch was split across.
