@@ -104,16 +104,22 @@ def _load_bytes(flow_files, rgb_files):
 
 
 def _decode_for(job):
-    """Decodes the in-memory JPEGs of one kind round-robin for `seconds`; returns images/s."""
+    """Decodes the in-memory JPEGs of one kind round-robin for `seconds`; returns (images/s, CPU s/image)."""
     kind, seconds = job
     flag = cv2.IMREAD_GRAYSCALE if kind == "flow" else cv2.IMREAD_COLOR
     data = _BYTES[kind]
-    count, start = 0, time.perf_counter()
+    count, start, cpu = 0, time.perf_counter(), time.process_time()
     while time.perf_counter() - start < seconds:
         for item in data[count % len(data): count % len(data) + 50]:
             cv2.imdecode(item, flag)
             count += 1
-    return count / (time.perf_counter() - start)
+    return count / (time.perf_counter() - start), (time.process_time() - cpu) / count
+
+
+def decode_bound(pool, kind, seconds, workers):
+    """(images/s summed over the worker processes, mean CPU seconds per image)."""
+    results = pool.map(_decode_for, [(kind, seconds)] * workers)
+    return sum(r[0] for r in results), float(np.mean([r[1] for r in results]))
 
 
 # --- Plain loader ---------------------------------------------------------------------------------------------
@@ -163,13 +169,14 @@ def plain_loader_class():
 # --- Measuring ------------------------------------------------------------------------------------------------
 
 def rate_of_iterator(iterator, seconds, warmup=3):
-    """Items/s of an endless dataset iterator over `seconds`, after `warmup` batches (buffers drained)."""
+    """(items/s, process CPU seconds per item) of an endless dataset iterator over `seconds`, after `warmup`
+    batches (buffers drained)."""
     for _ in range(warmup):
         next(iterator)
-    count, start = 0, time.perf_counter()
+    count, start, cpu = 0, time.perf_counter(), time.process_time()
     while time.perf_counter() - start < seconds:
         count += int(next(iterator)[1].shape[0])
-    return count / (time.perf_counter() - start)
+    return count / (time.perf_counter() - start), (time.process_time() - cpu) / count
 
 
 def rate_of_fit(model, data, seconds, warmup=3):
@@ -220,11 +227,15 @@ def run(args):
                                       max_queue_size=4)
         model = null_model()
         results = {k: [] for k in ("flow_bound", "rgb_bound", "temporal", "spatial", "plain", "temporal_fit")}
+        cpu = {k: [] for k in ("flow_bound", "rgb_bound", "temporal", "spatial")}
         for _ in range(args.rounds):
-            results["flow_bound"].append(sum(pool.map(_decode_for, [("flow", args.seconds)] * cores)))
-            results["rgb_bound"].append(sum(pool.map(_decode_for, [("rgb", args.seconds)] * cores)))
-            results["temporal"].append(rate_of_iterator(temporal_it, args.seconds))
-            results["spatial"].append(rate_of_iterator(spatial_it, args.seconds))
+            for key, measure in (("flow_bound", lambda: decode_bound(pool, "flow", args.seconds, cores)),
+                                 ("rgb_bound", lambda: decode_bound(pool, "rgb", args.seconds, cores)),
+                                 ("temporal", lambda: rate_of_iterator(temporal_it, args.seconds)),
+                                 ("spatial", lambda: rate_of_iterator(spatial_it, args.seconds))):
+                rate, seconds_per_item = measure()
+                results[key].append(rate)
+                cpu[key].append(seconds_per_item)
             if not args.skip_plain:
                 results["plain"].append(rate_of_fit(model, loader, args.seconds))
                 results["temporal_fit"].append(rate_of_fit(model, temporal, args.seconds))
@@ -245,6 +256,11 @@ def run(args):
     report["spatial_ratio_to_bound"] = report["spatial_frames_per_s"] / report["spatial_decode_bound_frames_per_s"]
     # Both fed to the same tiny model through model.fit.
     report["temporal_ratio_to_plain_loader"] = report["temporal_fit_stacks_per_s"] / report["plain_loader_stacks_per_s"]
+    # CPU milliseconds per item: what the figures would be on an otherwise idle machine (see the README).
+    cpu_ms = {k: 1e3 * float(np.median(v)) for k, v in cpu.items()}
+    report.update(temporal_cpu_ms_per_stack=cpu_ms["temporal"], spatial_cpu_ms_per_frame=cpu_ms["spatial"],
+                  decode_bound_cpu_ms_per_stack=cpu_ms["flow_bound"] * 2 * STACK_LENGTH,
+                  decode_bound_cpu_ms_per_frame=cpu_ms["rgb_bound"])
     report.update(cores=cores, rounds=args.rounds, videos=len(index), flow_pairs=len(flow_files) // 2,
                   rgb_frames=len(rgb_files), load_average=list(os.getloadavg()),
                   per_round={k: [round(x, 1) for x in v] for k, v in results.items()})
@@ -274,6 +290,9 @@ def main(argv=None):
     print(f"spatial ({IMAGE_SIZE}x{IMAGE_SIZE}, augmented):             {report['spatial_frames_per_s']:8.1f} frames/s")
     print(f"  decode bound:                                {report['spatial_decode_bound_frames_per_s']:8.1f} "
           f"frames/s   ratio {report['spatial_ratio_to_bound']:.2f}")
+    print(f"CPU per item: temporal {report['temporal_cpu_ms_per_stack']:.2f} ms/stack (decode bound "
+          f"{report['decode_bound_cpu_ms_per_stack']:.2f}), spatial {report['spatial_cpu_ms_per_frame']:.2f} ms/frame "
+          f"(decode bound {report['decode_bound_cpu_ms_per_frame']:.2f})")
     print(f"model.fit of a tiny model: ours {report['temporal_fit_stacks_per_s']:.1f} stacks/s, plain "
           f"PyDataset loader {report['plain_loader_stacks_per_s']:.1f} stacks/s   ratio "
           f"{report['temporal_ratio_to_plain_loader']:.2f}")

@@ -165,9 +165,10 @@ def normalize_rgb(images, normalization):
     if normalization == "tf":
         return images / 127.5 - 1.0
     if normalization == "torch":
-        mean = tf.constant(_IMAGENET_MEAN, tf.float32)
-        std = tf.constant(_IMAGENET_STD, tf.float32)
-        return (images / 255.0 - mean) / std
+        # (x / 255 - mean) / std as one scale and one shift.
+        scale = tf.constant([1.0 / (255.0 * s) for s in _IMAGENET_STD], tf.float32)
+        shift = tf.constant([-m / s for m, s in zip(_IMAGENET_MEAN, _IMAGENET_STD)], tf.float32)
+        return images * scale + shift
     if normalization == "caffe":
         return tf.reverse(images, [-1]) - tf.constant(_CAFFE_MEAN_BGR, tf.float32)
     return images
@@ -224,11 +225,13 @@ def flow_view(planes, flip, image_size, normalization="symmetric"):
         planes = tf.cond(flip, lambda: mirror_flow_planes(planes), lambda: planes)
     rank = planes.shape.rank
     channels_last = tf.transpose(planes, list(range(rank - 3)) + [rank - 2, rank - 1, rank - 3])
-    low, high = _flow_range(normalization)
-    # Dequantize maps uint8 q to low + q * (high - low) / 255 in one pass (a cast and an affine map).
-    values = tf.raw_ops.Dequantize(input=tf.bitcast(channels_last, tf.quint8), min_range=low, max_range=high,
-                                   mode="MIN_COMBINED")
-    return resize(values, image_size)
+    return resize(_dequantize(channels_last, *_flow_range(normalization)), image_size)
+
+
+def _dequantize(images, low, high):
+    # Maps uint8 q to low + q * (high - low) / 255 in one pass (a cast and an affine map in one op).
+    return tf.raw_ops.Dequantize(input=tf.bitcast(images, tf.quint8), min_range=low, max_range=high,
+                                 mode="MIN_COMBINED")
 
 
 def rgb_view(images, flip, image_size, normalization="tf"):
@@ -248,7 +251,12 @@ def rgb_view(images, flip, image_size, normalization="tf"):
         images = tf.reverse(images, [-2]) if flip else images
     else:
         images = tf.cond(flip, lambda: tf.reverse(images, [-2]), lambda: images)
-    return normalize_rgb(resize(tf.cast(images, tf.float32), image_size), normalization)
+    # Every float pass over a view costs memory traffic, the main cost after decoding: "tf" and "none" map
+    # uint8 to their range in the one Dequantize pass, the others resize the uint8 crop straight to float.
+    if normalization in ("tf", "none"):
+        low, high = (-1.0, 1.0) if normalization == "tf" else (0.0, 255.0)
+        return resize(_dequantize(images, low, high), image_size)
+    return normalize_rgb(resize(images, image_size), normalization)
 
 
 def resize(images, image_size):
