@@ -12,6 +12,8 @@ Measured in one run, in interleaved rounds so that a change in machine load hits
   (multi-scale corner crops, flips, 224×224, L = 10, batch 32), iterated directly;
 - the decode bound: the same JPEG bytes decoded from memory by `cv2.imdecode` in one process per core,
   no framework (flow images / 20 = stacks/s);
+- the straightforward version for comparison: decode whole frames, `tf.concat` them on the channel axis,
+  crop, resize, flip, normalise (`naive_temporal_dataset`);
 - a plain loader in the style of the older Keras implementations: a `keras.utils.PyDataset` reading the
   files with OpenCV, cropping, resizing and flipping with NumPy/OpenCV, `workers` = cores with
   multiprocessing, fed to `model.fit` of a tiny model; our temporal dataset is fed to the same model the
@@ -166,6 +168,44 @@ def plain_loader_class():
     return PlainStackLoader
 
 
+# --- A straightforward tf.data version, for comparison -----------------------------------------------------
+
+def naive_temporal_dataset(index):
+    """Flow stacks the obvious way: decode whole frames, concatenate them on the channel axis, crop, resize,
+    flip, normalise; the same sampling and augmentation as ours."""
+    import tensorflow as tf
+
+    x_prefix = [os.path.join(index.root, e.video, "flow_x_") for e in index.entries]
+    y_prefix = [os.path.join(index.root, e.video, "flow_y_") for e in index.entries]
+    counts = [e.num_flow for e in index.entries]
+    scales = tf.constant((1.0, 0.875, 0.75, 0.66))
+    pairs = tf.constant([(i, j) for i in range(4) for j in range(4) if abs(i - j) <= 1])
+    places = tf.constant(((0, 0), (0, 4), (4, 0), (4, 4), (2, 2)))
+
+    def stack(x_name, y_name, count):
+        start = tf.random.uniform([], 0, tf.maximum(count - STACK_LENGTH + 1, 1), tf.int32)
+        numbers = tf.strings.as_string((start + tf.range(STACK_LENGTH)) % count + 1, width=5, fill="0")
+        frames = []
+        for k in range(STACK_LENGTH):
+            for prefix in (x_name, y_name):
+                frames.append(tf.io.decode_jpeg(tf.io.read_file(prefix + numbers[k] + ".jpg"), channels=1))
+        stacked = tf.concat(frames, axis=-1)
+        height, width = tf.shape(stacked)[0], tf.shape(stacked)[1]
+        sides = tf.cast(tf.cast(tf.minimum(height, width), tf.float32) * scales, tf.int32)
+        pair = pairs[tf.random.uniform([], 0, 10, tf.int32)]
+        place = places[tf.random.uniform([], 0, 5, tf.int32)]
+        h, w = sides[pair[0]], sides[pair[1]]
+        top, left = (height - h) // 4 * place[0], (width - w) // 4 * place[1]
+        crop = tf.image.resize(tf.cast(stacked[top:top + h, left:left + w], tf.float32), (IMAGE_SIZE, IMAGE_SIZE))
+        negate_x = tf.constant([-1.0, 1.0] * STACK_LENGTH), tf.constant([255.0, 0.0] * STACK_LENGTH)
+        crop = tf.cond(tf.random.uniform([]) < 0.5, lambda: tf.reverse(crop, [1]) * negate_x[0] + negate_x[1],
+                       lambda: crop)
+        return crop / 127.5 - 1.0, 0
+
+    dataset = tf.data.Dataset.from_tensor_slices((x_prefix, y_prefix, counts)).repeat().shuffle(len(counts))
+    return dataset.map(stack, num_parallel_calls=tf.data.AUTOTUNE).batch(BATCH).prefetch(2)
+
+
 # --- Measuring ------------------------------------------------------------------------------------------------
 
 def rate_of_iterator(iterator, seconds, warmup=3):
@@ -223,16 +263,18 @@ def run(args):
         temporal = pipelines.temporal_dataset(index, stack_length=STACK_LENGTH, **common)
         spatial = pipelines.spatial_dataset(index, **common)
         temporal_it, spatial_it = iter(temporal), iter(spatial)
+        naive_it = iter(naive_temporal_dataset(index))
         loader = plain_loader_class()(index, batches=10 ** 6, workers=cores, use_multiprocessing=True,
                                       max_queue_size=4)
         model = null_model()
-        results = {k: [] for k in ("flow_bound", "rgb_bound", "temporal", "spatial", "plain", "temporal_fit")}
-        cpu = {k: [] for k in ("flow_bound", "rgb_bound", "temporal", "spatial")}
+        results = {k: [] for k in ("flow_bound", "rgb_bound", "temporal", "spatial", "naive", "plain", "temporal_fit")}
+        cpu = {k: [] for k in ("flow_bound", "rgb_bound", "temporal", "spatial", "naive")}
         for _ in range(args.rounds):
             for key, measure in (("flow_bound", lambda: decode_bound(pool, "flow", args.seconds, cores)),
                                  ("rgb_bound", lambda: decode_bound(pool, "rgb", args.seconds, cores)),
                                  ("temporal", lambda: rate_of_iterator(temporal_it, args.seconds)),
-                                 ("spatial", lambda: rate_of_iterator(spatial_it, args.seconds))):
+                                 ("spatial", lambda: rate_of_iterator(spatial_it, args.seconds)),
+                                 ("naive", lambda: rate_of_iterator(naive_it, args.seconds))):
                 rate, seconds_per_item = measure()
                 results[key].append(rate)
                 cpu[key].append(seconds_per_item)
@@ -250,15 +292,19 @@ def run(args):
         "temporal_decode_bound_stacks_per_s": mean["flow_bound"] / (2 * STACK_LENGTH),
         "spatial_decode_bound_frames_per_s": mean["rgb_bound"],
         "plain_loader_stacks_per_s": mean["plain"],
+        "naive_temporal_stacks_per_s": mean["naive"],
         "temporal_fit_stacks_per_s": mean["temporal_fit"],
     }
     report["temporal_ratio_to_bound"] = report["temporal_stacks_per_s"] / report["temporal_decode_bound_stacks_per_s"]
     report["spatial_ratio_to_bound"] = report["spatial_frames_per_s"] / report["spatial_decode_bound_frames_per_s"]
+    report["naive_temporal_ratio_to_bound"] = (report["naive_temporal_stacks_per_s"]
+                                               / report["temporal_decode_bound_stacks_per_s"])
     # Both fed to the same tiny model through model.fit.
     report["temporal_ratio_to_plain_loader"] = report["temporal_fit_stacks_per_s"] / report["plain_loader_stacks_per_s"]
     # CPU milliseconds per item: what the figures would be on an otherwise idle machine (see the README).
     cpu_ms = {k: 1e3 * float(np.median(v)) for k, v in cpu.items()}
     report.update(temporal_cpu_ms_per_stack=cpu_ms["temporal"], spatial_cpu_ms_per_frame=cpu_ms["spatial"],
+                  naive_temporal_cpu_ms_per_stack=cpu_ms["naive"],
                   decode_bound_cpu_ms_per_stack=cpu_ms["flow_bound"] * 2 * STACK_LENGTH,
                   decode_bound_cpu_ms_per_frame=cpu_ms["rgb_bound"])
     report.update(cores=cores, rounds=args.rounds, videos=len(index), flow_pairs=len(flow_files) // 2,
@@ -287,10 +333,13 @@ def main(argv=None):
           f"{report['temporal_stacks_per_s']:8.1f} stacks/s")
     print(f"  decode bound (cv2.imdecode, 1 process/core): {report['temporal_decode_bound_stacks_per_s']:8.1f} "
           f"stacks/s   ratio {report['temporal_ratio_to_bound']:.2f}")
+    print(f"  the straightforward tf.data map:             {report['naive_temporal_stacks_per_s']:8.1f} "
+          f"stacks/s   ratio {report['naive_temporal_ratio_to_bound']:.2f}")
     print(f"spatial ({IMAGE_SIZE}x{IMAGE_SIZE}, augmented):             {report['spatial_frames_per_s']:8.1f} frames/s")
     print(f"  decode bound:                                {report['spatial_decode_bound_frames_per_s']:8.1f} "
           f"frames/s   ratio {report['spatial_ratio_to_bound']:.2f}")
-    print(f"CPU per item: temporal {report['temporal_cpu_ms_per_stack']:.2f} ms/stack (decode bound "
+    print(f"CPU per item: temporal {report['temporal_cpu_ms_per_stack']:.2f} ms/stack (straightforward "
+          f"{report['naive_temporal_cpu_ms_per_stack']:.2f}, decode bound "
           f"{report['decode_bound_cpu_ms_per_stack']:.2f}), spatial {report['spatial_cpu_ms_per_frame']:.2f} ms/frame "
           f"(decode bound {report['decode_bound_cpu_ms_per_frame']:.2f})")
     print(f"model.fit of a tiny model: ours {report['temporal_fit_stacks_per_s']:.1f} stacks/s, plain "
