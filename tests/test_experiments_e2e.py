@@ -77,7 +77,7 @@ def _load_every_keras_file(model_dir):
     return names
 
 
-def _kill_mid_epoch(command, log_path, backup_dir, min_epoch=1):
+def _kill_mid_epoch(command, log_path, backup_dir, min_epoch=2):
     """Starts a training run and SIGKILLs it once a mid-epoch backup of epoch >= min_epoch exists."""
     with open(log_path, "w") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=_environment())
@@ -113,11 +113,12 @@ def test_synthetic_recipe_trains_resumes_after_sigkill_evaluates_and_fuses(synth
     _run(_script("train_spatial.py") + _recipe_flags("spatial", synthetic_dataset, weights, spatial_dir),
          tmp_path / "spatial.log")
 
-    # The temporal run backs up every 3 steps and is killed in the middle of an epoch.
+    # The temporal run backs up every 3 steps, saves a checkpoint every epoch, and is killed in the middle
+    # of its third epoch or later.
     temporal = _script("train_temporal.py") + _recipe_flags("temporal", synthetic_dataset, weights, temporal_dir,
-                                                            "--backup_every_steps=3")
+                                                            "--backup_every_steps=3", "--checkpoint_every=1")
     killed = _kill_mid_epoch(temporal, tmp_path / "killed.log", temporal_dir / "backup")
-    assert killed["epoch"] >= 1 and killed["batch"] > 0
+    assert killed["epoch"] >= 2 and killed["batch"] > 0
     rows_before = _csv_rows(temporal_dir)
     # Whatever the instant of the kill, every checkpoint on disk loads.
     assert _load_every_keras_file(temporal_dir)
