@@ -7,8 +7,9 @@ was written with the same settings, so a run killed at any moment leaves nothing
 as done: a rerun removes the stale temporary folders, re-extracts the videos without a marker (replacing
 whatever partial folders they have) and skips the rest. Markers and the failure report hold no times or
 process ids, so equal runs write equal bytes (the Beam pipeline and `two-stream prepare` do). This guards
-against the process dying (a kill, running out of memory, a preempted machine), not against the operating
-system losing its page cache: files are not fsynced, which would cost more than the JPEG encoding.
+against the process dying (killed, interrupted, out of memory), not against the machine losing power or
+crashing before its page cache reaches the disk: files are not fsynced, which would cost more than the JPEG
+encoding.
 
 Layout of `<output>/.prepare/`:
 
