@@ -128,8 +128,8 @@ def test_tf_config_command(tmp_path, capsys, monkeypatch):
 
 # Each process trains a linear model with MultiWorkerMirroredStrategy on its own shard of data (chosen by
 # its input pipeline id), so the two only end with the same weights if the gradients were all-reduced.
-# A custom step rather than model.fit: Keras 3's fit fails under MultiWorkerMirroredStrategy with more
-# than one worker (keras-team/keras#20585).
+# A custom step, so that the expected weights follow from plain SGD arithmetic (model.fit under the
+# project's strategy runs end to end in test_experiments_e2e.py).
 _WORKER_PROGRAM = textwrap.dedent("""
     import json, os, sys
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"

@@ -137,12 +137,16 @@ def test_evaluation_through_two_workers_produces_every_video_once(dispatcher_add
 
 
 @pytest.mark.parametrize("transfer_dtype, tolerance", [("float16", 1e-3), ("bfloat16", 8e-3)])
-def test_floats_travel_at_half_width_and_come_back_as_float32(dispatcher_address, transfer_dtype, tolerance):
+def test_samples_travel_at_half_width_and_come_back_as_float32_batches(dispatcher_address, transfer_dtype, tolerance):
     values = np.linspace(-1, 1, 255, dtype=np.float32)
     dataset = tf.data.Dataset.from_tensor_slices((values, np.arange(255, dtype=np.int32))).batch(16)
-    served = service.distribute_dataset(dataset, dispatcher_address, training=False, transfer_dtype=transfer_dtype)
+    served = service.distribute_dataset(dataset, dispatcher_address, training=False, transfer_dtype=transfer_dtype,
+                                        batch_size=10)
     assert served.element_spec[0].dtype == tf.float32
-    received = sorted((int(i), float(v)) for v, i in served.unbatch().as_numpy_iterator())
+    batches = list(served.as_numpy_iterator())
+    # Single samples travelled; the trainer batched them again: 25 full batches of 10, one of 5.
+    assert sorted(len(i) for _, i in batches) == [5] + [10] * 25
+    received = sorted((int(i), float(v)) for vs, ids in batches for v, i in zip(vs, ids))
     assert [i for i, _ in received] == list(range(255))
     np.testing.assert_allclose([v for _, v in received], values, rtol=0, atol=tolerance)
     assert any(v != values[i] for i, v in received)  # really narrowed on the way

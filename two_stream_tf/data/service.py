@@ -131,7 +131,8 @@ def _map_element(dataset, function):
     return dataset.map(apply, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
-def distribute_dataset(dataset, service, *, training, job_name=None, compression="AUTO", transfer_dtype=None):
+def distribute_dataset(dataset, service, *, training, job_name=None, batch_size=None, transfer_dtype=None,
+                       compression="AUTO"):
     """Runs a dataset on tf.data service workers; returns the dataset that reads from them.
 
     Uses `ShardingPolicy.DYNAMIC` (see the module docstring for why, and what it guarantees).
@@ -148,11 +149,16 @@ def distribute_dataset(dataset, service, *, training, job_name=None, compression
         produced exactly once (at most once if a worker fails mid-job).
       job_name: share one job (one stream of data) between the trainer processes that pass the same name,
         e.g. the workers of `MultiWorkerMirroredStrategy`. None: a job per trainer.
-      compression: "AUTO" (workers compress elements with Snappy) or None (send raw tensors: less CPU
-        on both ends, more network; see benchmarks/README.md).
+      batch_size: None: send the pipeline's elements (batches) as they are. The pipeline's batch size:
+        workers send single samples and the trainer batches them again — messages of a few MB instead of
+        a whole batch of float stacks (128 MB for 32 flow stacks of 224×224×20), which tf.data service
+        moves far faster (see benchmarks/README.md). Evaluation batches then fill up across workers, so
+        only the last one is short.
       transfer_dtype: None (send float tensors as they are), or "float16" / "bfloat16": workers send
         floating tensors at half the bytes and the trainer casts them back to their dtype. The inputs come
         from 8-bit JPEGs, so float16's 11-bit precision loses nothing that matters.
+      compression: "AUTO" (TensorFlow's default: workers compress elements with Snappy) or None (send
+        raw tensors).
 
     Returns:
       A `tf.data.Dataset` with the same `element_spec`.
@@ -167,6 +173,8 @@ def distribute_dataset(dataset, service, *, training, job_name=None, compression
         raise UserError("job_name must be a non-empty string or None")
     if transfer_dtype not in TRANSFER_DTYPES:
         raise UserError(f"transfer_dtype {transfer_dtype!r} is not one of {TRANSFER_DTYPES}")
+    if batch_size is not None and int(batch_size) < 1:
+        raise UserError(f"batch_size must be a positive number of samples or None, not {batch_size!r}")
     check_serializable(dataset)
     unsplittable = unsplittable_sources(dataset)
     if not training:
@@ -188,10 +196,16 @@ def distribute_dataset(dataset, service, *, training, job_name=None, compression
     if transfer_dtype:
         narrow = tf.nest.map_structure(lambda dtype: tf.as_dtype(transfer_dtype) if dtype.is_floating else dtype, dtypes)
         dataset = _map_element(dataset, lambda element: _cast_floats(element, narrow))
+    if batch_size:
+        dataset = dataset.unbatch()
     distributed = dataset.apply(tf.data.experimental.service.distribute(
         processing_mode=POLICY, service=target, job_name=job_name, compression=compression))
+    if batch_size:
+        distributed = distributed.batch(int(batch_size))
     if transfer_dtype:
         distributed = _map_element(distributed, lambda element: _cast_floats(element, dtypes))
+    if batch_size or transfer_dtype:
+        distributed = distributed.prefetch(tf.data.AUTOTUNE)  # the trainer-side steps overlap with training
     return distributed
 
 
