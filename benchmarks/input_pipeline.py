@@ -3,8 +3,9 @@
     python benchmarks/input_pipeline.py [--json] [--seconds 6] [--rounds 3]
 
 Frames come from the real UCF-101 clips in `../shared/data/videos/ucf101` (or `--videos`): decoded with
-OpenCV, resized to 340×256, written as RGB JPEGs and as grayscale flow JPEGs (DIS flow quantised like
-dense_flow) in the TSN layout in a temporary folder, which is deleted afterwards.
+OpenCV, resized to 340×256, written as RGB JPEGs and as grayscale flow JPEGs in the TSN layout in a
+temporary folder, which is deleted afterwards. Flow JPEGs are DIS flow quantised like dense_flow (about the
+size of real TV-L1 flow JPEGs), or with `--flow-images gray` grayscale frames (larger, slower to decode).
 
 Measured in one run, in interleaved rounds so that a change in machine load hits every figure alike:
 
@@ -50,8 +51,11 @@ IMAGE_SIZE, STACK_LENGTH, BATCH = 224, 10, 32
 # --- Frames -------------------------------------------------------------------------------------------------
 
 def _extract_clip(job):
-    """Writes one clip's frames (340×256) and quantised DIS flow in the TSN layout; returns its frame count."""
-    video_path, root, max_frames = job
+    """Writes one clip's frames (340×256) and its flow images in the TSN layout; returns its frame count.
+
+    Flow images are DIS flow quantised like dense_flow ("dis"), or grayscale copies of the frames ("gray").
+    """
+    video_path, root, max_frames, flow_images = job
     from two_stream_tf.data.layouts import LAYOUTS
     from two_stream_tf.flow.compute import compute_flow
     from two_stream_tf.flow.quantize import quantize_flow
@@ -69,21 +73,24 @@ def _extract_clip(job):
         frame = cv2.resize(frame, (WIDTH, HEIGHT), interpolation=cv2.INTER_AREA)
         cv2.imwrite(os.path.join(root, layout.rgb_file(video, count)), frame)
         if previous is not None:
-            q = quantize_flow(compute_flow(previous, frame, method="dis", channel_order="bgr"))
-            x_file, y_file = layout.flow_files(video, count - 1)
-            cv2.imwrite(os.path.join(root, x_file), q[..., 0])
-            cv2.imwrite(os.path.join(root, y_file), q[..., 1])
+            if flow_images == "dis":
+                q = quantize_flow(compute_flow(previous, frame, method="dis", channel_order="bgr"))
+                planes = q[..., 0], q[..., 1]
+            else:
+                planes = cv2.cvtColor(previous, cv2.COLOR_BGR2GRAY), cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+            for path, plane in zip(layout.flow_files(video, count - 1), planes):
+                cv2.imwrite(os.path.join(root, path), plane)
         previous, count = frame, count + 1
     capture.release()
     return video, count
 
 
-def extract_frames(videos_dir, root, clips, max_frames, processes):
+def extract_frames(videos_dir, root, clips, max_frames, processes, flow_images):
     paths = sorted(str(p) for p in pathlib.Path(videos_dir).glob("*.avi"))[:clips]
     if not paths:
         raise SystemExit(f"no .avi clips in {videos_dir} (pass --videos)")
     with multiprocessing.get_context("spawn").Pool(processes) as pool:
-        return pool.map(_extract_clip, [(p, root, max_frames) for p in paths])
+        return pool.map(_extract_clip, [(p, root, max_frames, flow_images) for p in paths])
 
 
 def frame_index(root, videos):
@@ -250,10 +257,11 @@ def run(args):
     cores = os.cpu_count() or 1
     work = tempfile.mkdtemp(prefix="input_pipeline_bench_")
     try:
-        videos = extract_frames(args.videos, work, args.clips, args.max_frames, cores)
+        videos = extract_frames(args.videos, work, args.clips, args.max_frames, cores, args.flow_images)
         index = frame_index(work, videos)
         flow_files = [p for e in index.entries for i in range(e.num_flow) for p in index.flow_paths(e, i)]
         rgb_files = [index.rgb_path(e, i) for e in index.entries for i in range(e.num_frames)]
+        sizes = [float(np.mean([os.path.getsize(f) for f in files])) for files in (flow_files, rgb_files)]
         pool = multiprocessing.get_context("spawn").Pool(cores, initializer=_load_bytes,
                                                          initargs=(flow_files, rgb_files))
         import tensorflow as tf  # after the spawn pool: its workers need no TensorFlow
@@ -307,6 +315,7 @@ def run(args):
                   naive_temporal_cpu_ms_per_stack=cpu_ms["naive"],
                   decode_bound_cpu_ms_per_stack=cpu_ms["flow_bound"] * 2 * STACK_LENGTH,
                   decode_bound_cpu_ms_per_frame=cpu_ms["rgb_bound"])
+    report.update(flow_images=args.flow_images, mean_flow_jpeg_bytes=sizes[0], mean_rgb_jpeg_bytes=sizes[1])
     report.update(cores=cores, rounds=args.rounds, videos=len(index), flow_pairs=len(flow_files) // 2,
                   rgb_frames=len(rgb_files), load_average=list(os.getloadavg()),
                   per_round={k: [round(x, 1) for x in v] for k, v in results.items()})
@@ -322,13 +331,17 @@ def main(argv=None):
     parser.add_argument("--seconds", type=float, default=6.0, help="seconds per measurement (default 6)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     parser.add_argument("--skip-plain", action="store_true", help="skip the plain Keras loader")
+    parser.add_argument("--flow-images", choices=("dis", "gray"), default="dis",
+                        help="flow JPEGs: quantised DIS flow (default, sized like real flow) or grayscale frames")
     args = parser.parse_args(argv)
     report = run(args)
     if args.json:
         print(json.dumps(report))
         return 0
-    print(f"{report['videos']} clips, {report['rgb_frames']} RGB frames, {report['flow_pairs']} flow pairs at "
-          f"{WIDTH}x{HEIGHT}; {report['cores']} cores; load average {report['load_average']}")
+    print(f"{report['videos']} clips, {report['rgb_frames']} RGB frames, {report['flow_pairs']} flow pairs "
+          f"({report['flow_images']}) at {WIDTH}x{HEIGHT}, mean JPEG {report['mean_rgb_jpeg_bytes'] / 1e3:.1f} kB RGB, "
+          f"{report['mean_flow_jpeg_bytes'] / 1e3:.1f} kB flow; {report['cores']} cores; load average "
+          f"{[round(x, 2) for x in report['load_average']]}")
     print(f"temporal (L={STACK_LENGTH}, {IMAGE_SIZE}x{IMAGE_SIZE}, augmented): "
           f"{report['temporal_stacks_per_s']:8.1f} stacks/s")
     print(f"  decode bound (cv2.imdecode, 1 process/core): {report['temporal_decode_bound_stacks_per_s']:8.1f} "
