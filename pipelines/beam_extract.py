@@ -18,14 +18,15 @@ import sys
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from two_stream_tf.commands.prepare import ArgumentParser, add_extraction_arguments, extraction_settings, list_videos
+from two_stream_tf.commands._arguments import Parser
+from two_stream_tf.commands.prepare import add_extraction_arguments, extraction_settings, list_videos
 from two_stream_tf.errors import UserError
 from two_stream_tf.preparation.beam import extract_videos_pipeline, read_run_report
 from two_stream_tf.preparation.settings import ExtractionSettings
 
 
 def main(argv):
-    parser = ArgumentParser(prog="beam_extract.py", description=__doc__.splitlines()[0],
+    parser = Parser(prog="beam_extract.py", description=__doc__.splitlines()[0],
                             epilog="Other options are passed to Beam as PipelineOptions.")
     add_extraction_arguments(parser)
     args, beam_args = parser.parse_known_args(argv)

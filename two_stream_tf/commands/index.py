@@ -10,18 +10,13 @@ folder, so running it again is fast.
 import argparse
 import json
 
+from two_stream_tf.commands._arguments import Parser
 from two_stream_tf.data.index import open_split_index
 from two_stream_tf.data.layouts import AUTO, LAYOUTS
 from two_stream_tf.errors import UserError
 
 HELP = "build/validate the index of a frames folder for a split and print its statistics"
 
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises `UserError` (the CLI prints it, exit 2) instead of exiting itself."""
-
-    def error(self, message):
-        raise UserError(message)
 
 
 def _split_number(text):
@@ -35,7 +30,7 @@ def _split_number(text):
 
 
 def build_parser():
-    parser = _Parser(prog="two-stream index", description=__doc__.split("\n\n")[0],
+    parser = Parser(prog="two-stream index", description=__doc__.split("\n\n")[0],
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("frames_root", metavar="FRAMES_ROOT", help="folder of the video frame folders")
     parser.add_argument("--split-dir", required=True, help="folder of the split files (UCF-101 or HMDB-51 style)")

@@ -11,6 +11,7 @@ Shards already written with the same videos are kept, so an interrupted run resu
 import argparse
 import os
 
+from two_stream_tf.commands._arguments import Parser
 from two_stream_tf.data.index import open_split_index
 from two_stream_tf.data.layouts import AUTO, LAYOUTS
 from two_stream_tf.data.tfrecord import pack_index
@@ -18,12 +19,6 @@ from two_stream_tf.errors import UserError
 
 HELP = "pack a split's frame folders into sharded TFRecords (one SequenceExample per video)"
 
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises `UserError` (the CLI prints it, exit 2) instead of exiting itself."""
-
-    def error(self, message):
-        raise UserError(message)
 
 
 def _positive(text):
@@ -37,7 +32,7 @@ def _positive(text):
 
 
 def build_parser():
-    parser = _Parser(prog="two-stream pack", description=__doc__.split("\n\n")[0],
+    parser = Parser(prog="two-stream pack", description=__doc__.split("\n\n")[0],
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("frames_root", metavar="FRAMES_ROOT", help="folder of the video frame folders")
     parser.add_argument("--split-dir", required=True, help="folder of the split files (UCF-101 or HMDB-51 style)")

@@ -24,6 +24,7 @@ import json
 import os
 import sys
 
+from two_stream_tf.commands._arguments import Parser
 from two_stream_tf.commands.prepare import _size, _whole
 from two_stream_tf.errors import UserError
 from two_stream_tf.flow.compute import FLOW_METHODS
@@ -33,12 +34,6 @@ _at_least_one = _whole(1)
 
 HELP = "top-k actions of a video file, stream or camera (flow on the fly), optional annotated MP4/GIF"
 
-
-class _ArgumentParser(argparse.ArgumentParser):
-    """argparse that raises `UserError` (the message names the flag) instead of exiting."""
-
-    def error(self, message):
-        raise UserError(message)
 
 
 def _weights(text):
@@ -55,7 +50,7 @@ def build_parser(prog="two-stream predict"):
     """The argument parser of `two-stream predict` (also used by `experiments/predict.py`)."""
     from two_stream_tf.preparation.settings import DEFAULT_SIZE
 
-    parser = _ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0],
+    parser = Parser(prog=prog, description=__doc__.split("\n\n")[0],
                              formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="video file, stream URL or camera index (several allowed)")

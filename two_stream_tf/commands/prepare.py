@@ -12,6 +12,7 @@ same command resumes: finished videos are skipped, interrupted ones redone. Exit
 import argparse
 import os
 
+from two_stream_tf.commands._arguments import Parser
 from two_stream_tf.data.layouts import LAYOUTS
 from two_stream_tf.errors import UserError
 from two_stream_tf.flow.quantize import DEFAULT_BOUND
@@ -21,13 +22,6 @@ from two_stream_tf.preparation.settings import DEFAULT_SIZE, FLOW_CHOICES
 from two_stream_tf.preparation.video import quiet_opencv_warnings
 
 HELP = "RGB frames + TV-L1/DIS/Farneback flow JPEGs from videos (parallel, resumable)"
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse that raises `UserError` (message names the flag) instead of exiting."""
-
-    def error(self, message):
-        raise UserError(message)
 
 
 def _size(text):
@@ -108,7 +102,7 @@ def list_videos(args):
 
 
 def build_parser():
-    parser = ArgumentParser(prog="two-stream prepare", description=HELP)
+    parser = Parser(prog="two-stream prepare", description=HELP)
     add_extraction_arguments(parser)
     parser.add_argument("--workers", type=_whole(1), default=available_cpus(), metavar="N",
                         help="videos extracted side by side in separate processes (default: all cores)")

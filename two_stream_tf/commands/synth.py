@@ -9,18 +9,13 @@ ground-truth motion. Classes come in pairs that look alike and move differently,
 """
 import argparse
 
+from two_stream_tf.commands._arguments import Parser
 from two_stream_tf.data.layouts import LAYOUTS
 from two_stream_tf.data.synthetic import MAX_CLASSES, write_synthetic_dataset
 from two_stream_tf.errors import UserError
 
 HELP = "write a small synthetic action dataset (AVIs, split files, frames + ground-truth flow)"
 
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises `UserError` (the CLI prints it, exit 2) instead of exiting itself."""
-
-    def error(self, message):
-        raise UserError(message)
 
 
 def _size(text):
@@ -48,7 +43,7 @@ def _count(low, high=None):
 
 
 def build_parser():
-    parser = _Parser(prog="two-stream synth", description=__doc__.split("\n\n")[0],
+    parser = Parser(prog="two-stream synth", description=__doc__.split("\n\n")[0],
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", required=True, help="folder to write the dataset into")
     parser.add_argument("--classes", type=_count(1, MAX_CLASSES), default=8,
