@@ -13,7 +13,6 @@ import json
 from two_stream_tf.commands._arguments import Parser
 from two_stream_tf.data.index import open_split_index
 from two_stream_tf.data.layouts import AUTO, LAYOUTS
-from two_stream_tf.errors import UserError
 
 HELP = "build/validate the index of a frames folder for a split and print its statistics"
 

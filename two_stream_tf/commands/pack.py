@@ -15,7 +15,6 @@ from two_stream_tf.commands._arguments import Parser
 from two_stream_tf.data.index import open_split_index
 from two_stream_tf.data.layouts import AUTO, LAYOUTS
 from two_stream_tf.data.tfrecord import pack_index
-from two_stream_tf.errors import UserError
 
 HELP = "pack a split's frame folders into sharded TFRecords (one SequenceExample per video)"
 

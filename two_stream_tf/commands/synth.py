@@ -12,7 +12,6 @@ import argparse
 from two_stream_tf.commands._arguments import Parser
 from two_stream_tf.data.layouts import LAYOUTS
 from two_stream_tf.data.synthetic import MAX_CLASSES, write_synthetic_dataset
-from two_stream_tf.errors import UserError
 
 HELP = "write a small synthetic action dataset (AVIs, split files, frames + ground-truth flow)"
 
