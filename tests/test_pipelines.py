@@ -143,6 +143,10 @@ def test_corrupt_jpeg_is_skipped_counted_and_logged(damaged, caplog):
     assert labels.numpy().tolist() == [0, 1]  # the damaged video's sample is gone, the epoch went on
     assert dataset.decode_stats.skipped == 1 and dataset.decode_stats.files == (bad,)
     assert any(bad in record.getMessage() for record in caplog.records)
+    # One video per batch: the damaged video's batch would be empty and is left out.
+    single = pipelines.temporal_dataset(index, training=True, batch_size=1, stack_length=3, image_size=16,
+                                        shuffle_buffer=0, seed=1)
+    assert [b[1].tolist() for b in batches_of(single)] == [[0], [1]]
     # Test mode skips the whole video; RGB frames of that video are fine.
     test = pipelines.temporal_dataset(index, training=False, batch_size=8, stack_length=3, image_size=16)
     assert next(iter(test))[1].numpy().tolist() == [0, 1]

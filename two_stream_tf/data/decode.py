@@ -159,13 +159,28 @@ def guarded(data, names, build, placeholder, strict):
     return tf.cond(ok, build, fail), complete
 
 
-def keep_or_report(names, complete, stats):
-    """A `Dataset.filter` predicate: True for a sample whose files are all complete; for another, records
-    it in `stats` (count, names, warning) and returns False."""
+def keep_or_report(names, complete, stats, per_sample=False):
+    """Reports samples with files that failed the check to `stats` (count, names, warning).
 
-    def report(bad):
-        stats.record(name.decode("utf-8", "replace") for name in bad.numpy())
+    Args:
+      names: string names of a sample's files `(k,)`, or of a batch's `(B, k)` with `per_sample=True`.
+      complete: bool flags of the same shape.
+      stats: the `DecodeStats` to record in.
+      per_sample: count each row as a sample.
+
+    Returns:
+      bool scalar: whether every file was complete (a `Dataset.filter` predicate for one sample).
+    """
+
+    def report(bad_names, bad_counts):
+        start = 0
+        for count in bad_counts.numpy().tolist():
+            stats.record(name.decode("utf-8", "replace") for name in bad_names.numpy()[start:start + count])
+            start += count
         return False
 
+    complete = complete if per_sample else complete[None]
+    bad_counts = tf.reduce_sum(tf.cast(tf.logical_not(complete), tf.int32), axis=1)
+    bad_counts = tf.boolean_mask(bad_counts, bad_counts > 0)
     return tf.cond(tf.reduce_all(complete), lambda: tf.constant(True),
-                   lambda: tf.reshape(tf.py_function(report, [bad_files(names, complete)], tf.bool), []))
+                   lambda: tf.reshape(tf.py_function(report, [bad_files(names, complete), bad_counts], tf.bool), []))

@@ -18,9 +18,9 @@ or each repetition with `repeat`) draws a new epoch key from `tf.data.Dataset.ra
 seed gives the same tensors run after run, whatever the thread timing. `deterministic=True` also fixes
 the order of elements (and so the batches); without it, parallel decoding may reorder them.
 
-Corrupt files (`decode`): by default a sample with a truncated or empty JPEG is skipped, counted in the
-dataset's `decode_stats` (`DecodeStats`) and its file named in a logging warning; `strict=True` raises
-an error naming the file instead.
+Corrupt files (`decode`): by default a sample with a truncated or empty JPEG is dropped from its batch
+(which is then one smaller), counted in the dataset's `decode_stats` (`DecodeStats`) and its file named
+in a logging warning; `strict=True` raises an error naming the file instead.
 
 Distribution: pass `input_context` (from `strategy.distribute_datasets_from_function`): each input pipeline
 reads the videos `input_pipeline_id::num_input_pipelines` (shard files for packed data when there are
@@ -85,7 +85,7 @@ def spatial_dataset(index, *, training, batch_size, image_size=224, num_segments
         backbone's (`two_stream_tf.models.get_backbone(name).rgb_normalization`).
       seed: int seed of all randomness; None draws one (then runs differ).
       deterministic: fix the element order too (slightly slower); with seed None, seed 0 is used.
-      strict: raise on a corrupt JPEG instead of skipping the sample.
+      strict: raise on a corrupt JPEG instead of dropping the sample from its batch.
       input_context: a `tf.distribute.InputContext`: shard and use the per-replica batch size.
       repeat: None/False: one pass per iteration (each `model.fit` epoch draws new samples); True: endless;
         an int: that many epochs.
@@ -201,10 +201,13 @@ def _dataset(index, spec, batch_size, deterministic, input_context, repeat, shuf
         views = snippets.map(_plain(lambda snippet: _test_views(spec, source, snippet)),
                              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         samples = views.batch(spec.num_snippets).map(_plain(_regroup_views))
+    # Batching right after the parallel map lets tf.data fuse the two and copy each sample into its batch
+    # while it is still in cache. Samples with a corrupt file are dropped from their batch afterwards (the
+    # batch is one smaller), so the common case pays nothing for the check.
+    batches = samples.batch(batch_size).map(_plain(lambda x, label, names, complete: _drop_corrupt(
+        x, label, names, complete, stats, spec.strict)))
     if not spec.strict:
-        samples = samples.filter(_plain(lambda x, label, names, complete: keep_or_report(names, complete, stats)))
-    # File names and flags travel to the batch and are dropped there: one step per batch, not per sample.
-    batches = samples.batch(batch_size).map(_plain(lambda x, label, names, complete: (x, label)))
+        batches = batches.filter(_plain(lambda x, label: tf.size(label) > 0))
     dataset = batches.prefetch(2 if spec.training else 1)
     options = tf.data.Options()
     options.deterministic = bool(deterministic) or not spec.training
@@ -214,6 +217,19 @@ def _dataset(index, spec, batch_size, deterministic, input_context, repeat, shuf
     dataset = dataset.with_options(options)
     dataset.decode_stats = stats
     return dataset
+
+
+def _drop_corrupt(x, label, names, complete, stats, strict):
+    """Per batch: `(x, label)` without the samples whose files failed the check (reported to `stats`)."""
+    if strict:  # a corrupt sample already raised
+        return x, label
+    keep = tf.reduce_all(complete, axis=1)
+
+    def drop():
+        with tf.control_dependencies([keep_or_report(names, complete, stats, per_sample=True)]):
+            return tf.nest.map_structure(lambda t: tf.boolean_mask(t, keep), (x, label))
+
+    return tf.cond(tf.reduce_all(keep), lambda: (x, label), drop)
 
 
 # --- Training samples ---------------------------------------------------------------------------------------
