@@ -55,6 +55,7 @@ def _base(folders, **overrides):
     (dict(stream="fusion"), "--spatial_model is required"),
     (dict(model_dir=None), "--model_dir is required"),
     (dict(unknown_flag=1), "Unknown command line flag 'unknown_flag'"),
+    (dict(tf_data_service="dispatcher"), "--tf_data_service 'dispatcher' is not HOST:PORT"),
 ])
 def test_bad_values_stop_with_a_message_naming_the_flag(capsys, folders, override, message):
     status, err = _train(capsys, *_base(folders, **override))

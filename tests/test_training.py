@@ -246,3 +246,19 @@ def test_compiled_model_trains_with_xla_label_smoothing_and_clipping():
 def test_mixed_precision_policy_for_the_device():
     from two_stream_tf.training import fit
     assert fit._mixed_precision_policy(strategy.create_strategy("one_device")) == "mixed_bfloat16"  # CPU
+
+
+def test_training_input_from_a_tf_data_service(synthetic_dataset):
+    from two_stream_tf.data.service import start_dispatcher, start_worker
+    from two_stream_tf.training import fit
+    dispatcher = start_dispatcher()
+    worker = start_worker(dispatcher.target, host="localhost")
+    config = fit.TrainConfig(stream="temporal", frames_root=synthetic_dataset.frames_dir,
+                             split_dir=synthetic_dataset.split_dir, model_dir="", stack_length=2, num_segments=3,
+                             batch_size=4, seed=3, index_cache=False, tf_data_service=dispatcher.target)
+    train_index, _ = fit.open_indices(config)
+    make = fit.dataset_fn(config, train_index, training=True, rgb_normalization="tf", image_size=32, repeat=True)
+    for x, labels in make(None).take(2):
+        assert x.shape == (4, 3, 32, 32, 4) and labels.shape == (4,)
+        assert float(tf.reduce_max(tf.abs(x))) <= 1.0 and set(labels.numpy()) <= set(range(8))
+    del worker, dispatcher

@@ -105,6 +105,9 @@ def define_training_flags(fv):
                          lower_bound=1, flag_values=fv)
     flags.DEFINE_integer("data_threads", 0, "tf.data private thread pool size (0: shared default).",
                          lower_bound=0, flag_values=fv)
+    flags.DEFINE_string("tf_data_service", None, "Run the training input pipeline on the workers of this tf.data "
+                        "service dispatcher (grpc://HOST:PORT; start it with `two-stream data-service`).",
+                        flag_values=fv)
     flags.DEFINE_boolean("validation", True, "Validate on the test list every --validation_freq epochs "
                          "(one centre snippet per segment).", flag_values=fv)
     flags.DEFINE_integer("validation_freq", 1, "Epochs between validations.", lower_bound=1, flag_values=fv)
@@ -223,6 +226,7 @@ def class_subset(value):
 
 
 def check_folder(fv, name):
+    """Raises UserError unless flag `name` names an existing folder."""
     path = fv[name].value
     if not os.path.isdir(path):
         what = "not a folder" if os.path.exists(path) else "folder not found"
@@ -240,7 +244,8 @@ def check_weights(value):
     return value
 
 
-def check_backbone(name, kwargs):
+def check_backbone(name):
+    """The `BackboneSpec` of `--backbone`."""
     from two_stream_tf import models
     try:
         spec = models.get_backbone(name)

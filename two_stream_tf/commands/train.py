@@ -11,6 +11,7 @@ import os
 
 from absl import flags
 
+from two_stream_tf.addresses import parse_address
 from two_stream_tf.commands import _training_flags as common
 from two_stream_tf.errors import UserError
 
@@ -52,12 +53,14 @@ def config_from_flags(fv):
         if not fv.num_segments:
             raise UserError("--num_segments: recurrent fusion reads sequences of snippets; give their number")
     else:
-        spec = common.check_backbone(fv.backbone, kwargs)
+        spec = common.check_backbone(fv.backbone)
         if fv.image_size is not None and fv.image_size < spec.min_input_size:
             raise UserError(f"--image_size={fv.image_size} is smaller than backbone {spec.name}'s minimum "
                             f"{spec.min_input_size}")
     if fv.strategy == "multi_worker" and not os.environ.get("TF_CONFIG"):
         raise UserError("--strategy=multi_worker needs the TF_CONFIG environment variable (cluster and task)")
+    if fv.tf_data_service:
+        parse_address(fv.tf_data_service, "--tf_data_service")
     return TrainConfig(
         stream=fv.stream, frames_root=fv.frames_root, split_dir=fv.split_dir, model_dir=fv.model_dir,
         split=fv.split, layout=fv.layout, dataset=fv.dataset, class_subset=common.class_subset(fv.class_subset),
@@ -72,6 +75,7 @@ def config_from_flags(fv):
         label_smoothing=fv.label_smoothing, clip_norm=fv.clip_norm, mixed_precision=fv.mixed_precision,
         jit_compile=fv.jit_compile, strategy=fv.strategy, tpu=fv.tpu, seed=fv.seed,
         deterministic=fv.deterministic, shuffle_buffer=fv.shuffle_buffer, data_threads=fv.data_threads,
+        tf_data_service=fv.tf_data_service,
         validation=fv.validation, validation_freq=fv.validation_freq, validation_videos=fv.validation_videos,
         checkpoint_every=fv.checkpoint_every, backup_every_steps=fv.backup_every_steps,
         tensorboard_images=fv.tensorboard_images, verbose=fv.verbose)

@@ -64,7 +64,9 @@ class TrainConfig:
       0: off), mixed_precision, jit_compile.
     Run:
       strategy (see `two_stream_tf.training.strategy`), tpu, model_dir, seed, deterministic,
-      shuffle_buffer, data_threads, validation, validation_freq, validation_videos (0: all),
+      shuffle_buffer, data_threads, tf_data_service (`grpc://HOST:PORT` of a tf.data service dispatcher:
+      the training pipeline runs on its workers, see `two_stream_tf.data.service`), validation,
+      validation_freq, validation_videos (0: all),
       checkpoint_every (epochs), backup_every_steps (0: each epoch), tensorboard_images, verbose.
     """
 
@@ -111,6 +113,7 @@ class TrainConfig:
     deterministic: bool = False
     shuffle_buffer: int = None
     data_threads: int = 0
+    tf_data_service: str = None
     validation: bool = True
     validation_freq: int = 1
     validation_videos: int = 0
@@ -200,8 +203,11 @@ def dataset_fn(config, index, *, training, rgb_normalization, image_size, num_sn
 
     segments = config.num_segments or None
     batch_size = batch_size or config.batch_size
+    service = config.tf_data_service if training else None
+    # Workers of a tf.data service cannot call back into this process's Python, so there a corrupt JPEG
+    # stops training with an error naming the file instead of being skipped and counted.
     common = dict(batch_size=batch_size, image_size=image_size, seed=config.seed,
-                  deterministic=config.deterministic)
+                  deterministic=config.deterministic, strict=bool(service))
     if config.stream == "spatial":
         build, extra = pipelines.spatial_dataset, dict(rgb_normalization=rgb_normalization)
     elif config.stream == "temporal":
@@ -219,7 +225,14 @@ def dataset_fn(config, index, *, training, rgb_normalization, image_size, num_sn
             dataset = build(index, training=False, num_snippets=snippets, crops=crops,
                             input_context=input_context, repeat=repeat, **common, **extra)
             dataset = dataset.map(_views_to_model_input(segments), num_parallel_calls=tf.data.AUTOTUNE)
-        return dataset.with_options(_data_options(config))
+        dataset = dataset.with_options(_data_options(config))
+        if service:
+            from two_stream_tf.data.service import distribute_dataset
+            # Validation stays local; the (sharded) training pipeline is this trainer's own service job.
+            # Workers send single samples that are batched again here: small messages move faster.
+            local_batch = input_context.get_per_replica_batch_size(batch_size) if input_context else batch_size
+            dataset = distribute_dataset(dataset, service, training=True, batch_size=local_batch)
+        return dataset
 
     return make
 
