@@ -78,8 +78,8 @@ def batches_of(dataset):
 
 def test_same_seed_same_batches(ramps):
     def build(seed):
-        return pipelines.temporal_dataset(ramps, training=True, batch_size=2, stack_length=3, image_size=SIZE, seed=seed,
-                                          deterministic=True)
+        return pipelines.temporal_dataset(ramps, training=True, batch_size=2, stack_length=3, image_size=SIZE,
+                                          seed=seed, deterministic=True)
 
     dataset = build(11)
     first, second = batches_of(dataset), batches_of(dataset)  # two epochs of one dataset

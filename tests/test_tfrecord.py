@@ -58,7 +58,8 @@ def test_packed_reader_equals_folder_reader(packed_synthetic):
     training = dict(training=True, batch_size=8, image_size=32, seed=5, deterministic=True, shuffle_buffer=0)
     assert_same_batches(pipelines.two_stream_dataset(folders, stack_length=3, num_segments=2, **training),
                         pipelines.two_stream_dataset(packed, stack_length=3, num_segments=2, **training), 2)
-    assert_same_batches(pipelines.spatial_dataset(folders, **training), pipelines.spatial_dataset(packed, **training), 2)
+    assert_same_batches(pipelines.spatial_dataset(folders, **training),
+                        pipelines.spatial_dataset(packed, **training), 2)
     testing = dict(training=False, batch_size=2, image_size=32, crops=3, num_snippets=2)
     assert_same_batches(pipelines.temporal_dataset(folders, stack_length=5, **testing),
                         pipelines.temporal_dataset(packed, stack_length=5, **testing), 2)

@@ -1,7 +1,7 @@
 """tf.data input pipelines: the spatial, temporal and two-stream datasets, for training and for testing.
 
-    index ──► epoch of videos (shuffled, sharded) ──► sample snippet starts ──► locate the sampled files
-          ──► read ──► check ──► decode (training: only the crop window) ──► mirror / normalise / resize ──► batch
+    index ─► epoch of videos (shuffled, sharded) ─► snippet starts ─► locate the sampled files ─► read
+          ─► check ─► decode (training: only the crop window) ─► mirror / normalise / resize ─► batch
 
 The three public functions take a frame-folder `DatasetIndex` (`two_stream_tf.data.index`) or a packed
 `PackedIndex` (`two_stream_tf.data.tfrecord`); both give the same tensors for the same seed.

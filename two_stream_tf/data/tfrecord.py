@@ -85,7 +85,8 @@ def video_example(entry, rgb_frames, flow_x, flow_y):
         return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
 
     def byte_list(values):
-        return tf.train.FeatureList(feature=[tf.train.Feature(bytes_list=tf.train.BytesList(value=[v])) for v in values])
+        return tf.train.FeatureList(
+            feature=[tf.train.Feature(bytes_list=tf.train.BytesList(value=[v])) for v in values])
 
     context = tf.train.Features(feature={
         VIDEO_ID: tf.train.Feature(bytes_list=tf.train.BytesList(value=[entry.video.encode("utf-8")])),
