@@ -48,7 +48,8 @@ def build_parser():
                         "and writes its files; the accuracies mean nothing")
     parser.add_argument("--weights", default=None,
                         help="a Keras weights file of MobileNet alpha 0.25 without top (e.g. "
-                        "mobilenet_2_5_224_tf_no_top.h5) to start both streams from ImageNet; default: random init")
+                        "mobilenet_2_5_224_tf_no_top.h5), or 'imagenet' to download it, to start both streams "
+                        "from ImageNet (the temporal one by cross-modality init); default: random init")
     parser.add_argument("--seed", type=_seed, default=0, help="random seed of data, sampling and init (default 0)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (one line per epoch)")
     return parser
@@ -56,11 +57,14 @@ def build_parser():
 
 def main(argv):
     args = build_parser().parse_args(argv)
-    if args.weights is not None and not os.path.isfile(args.weights):
-        raise UserError(f"--weights: file not found: {args.weights}")
+    weights = args.weights
+    if weights not in (None, "imagenet"):
+        if not os.path.isfile(weights):
+            raise UserError(f"--weights: file not found: {weights}")
+        weights = os.path.abspath(weights)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: less C++ start-up chatter
     from two_stream_tf import quickstart
     settings = dataclasses.replace(quickstart.FAST if args.fast else quickstart.FULL, seed=args.seed,
-                                   weights=os.path.abspath(args.weights) if args.weights else None)
+                                   weights=weights)
     quickstart.run_quickstart(args.output, settings, progress=not args.no_progress)
     return 0

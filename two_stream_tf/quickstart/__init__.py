@@ -1,4 +1,4 @@
-"""The whole method in one call: synthetic videos → frames and flow → two trained streams → test protocol → fusion.
+"""The whole method in one call: synthetic videos → frames and flow → two streams → test protocol → fusion.
 
     from two_stream_tf.quickstart import run_quickstart
     result = run_quickstart("quickstart_output")        # about 5 minutes on 2 CPU cores

@@ -207,7 +207,7 @@ def _train(config, settings, indices, stages):
     from two_stream_tf.training import fit
     stream = config.stream
     what = "RGB frames" if stream == "spatial" else f"stacks of {settings.stack_length} flow pairs"
-    start = "random weights" if settings.weights is None else f"weights from {settings.weights}"
+    start = "random weights" if settings.weights is None else f"the weights in {settings.weights}"
     kwargs = ", ".join(f"{key}={value}" for key, value in sorted(settings.backbone_kwargs.items()))
     stages.begin(f"Training the {stream} stream on {what}: {settings.backbone}({kwargs}) at "
                  f"{settings.image_size}x{settings.image_size} from {start}, "
@@ -235,8 +235,8 @@ def _recalibrate(configs, finals, settings, train_index, stages):
     from two_stream_tf.quickstart.batch_norm import recalibrate_batch_norm
     from two_stream_tf.training import fit
     stages.begin(f"Batch-norm statistics recomputed on {settings.recalibration_batches} training batches")
-    stages.note("a short run from random weights leaves BN's moving averages (momentum 0.99) far from the "
-                "real statistics; see two_stream_tf/quickstart/batch_norm.py")
+    stages.note("after a few hundred steps BN's moving averages (momentum 0.99) still lag far behind the "
+                "weights; see two_stream_tf/quickstart/batch_norm.py")
     models = {}
     for stream, config in configs.items():
         path = os.path.join(config.model_dir, RECALIBRATED_NAME)

@@ -39,8 +39,8 @@ class QuickstartSettings:
     stack_length: int = 5
     batch_size: int = 32
     steps_per_epoch: int = 50
-    spatial_epochs: int = 12
-    temporal_epochs: int = 12
+    spatial_epochs: int = 10
+    temporal_epochs: int = 10
     optimizer: str = "adam"
     learning_rate: float = 0.01
     lr_schedule: str = "cosine"
