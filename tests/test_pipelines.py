@@ -91,6 +91,18 @@ def test_same_seed_same_batches(ramps):
     assert not np.array_equal(first[0][0], batches_of(build(12))[0][0])
 
 
+def test_repeated_epochs_differ_and_reproduce(ramps):
+    def build():
+        return pipelines.spatial_dataset(ramps, training=True, batch_size=4, image_size=SIZE, seed=3, deterministic=True,
+                                         repeat=2)
+
+    first, again = batches_of(build()), batches_of(build())
+    assert len(first) == 2  # two epochs of 4 videos
+    assert not np.array_equal(first[0][0], first[1][0])
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a[0], b[0])
+
+
 def test_test_mode_yields_snippets_times_crops_views(ramps):
     for crops in (1, 3, 10):
         batches = batches_of(pipelines.temporal_dataset(ramps, training=False, batch_size=3, stack_length=3,

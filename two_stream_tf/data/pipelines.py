@@ -13,9 +13,11 @@ Test elements (training=False) are one per video, in index order: `(views, label
 `(B, V, H, W, C)` with `V = num_snippets × crops`, snippet-major (view `j * crops + c` is crop c of
 snippet j); average the softmax over axis 1. Sampling and crops follow `sampling` and `augment`.
 
-Randomness is stateless, keyed by (seed, epoch, video): each pass over a dataset (an epoch of `model.fit`,
-or each repetition with `repeat`) draws a new epoch key from `tf.data.Dataset.random(seed)`, so the same
-seed gives the same tensors run after run, whatever the thread timing. `deterministic=True` also fixes
+Randomness is stateless, keyed by (seed, epoch, video): each pass over a single-pass dataset (an epoch of
+`model.fit`) draws a new epoch key from `tf.data.Dataset.random(seed)`, and a repeated dataset derives
+epoch e's key from (seed, e), so the same seed gives the same tensors run after run, whatever the thread
+timing. Repeated training datasets start from `Dataset.range` (epochs) and test datasets from the videos,
+sources tf.data service can split between workers. `deterministic=True` also fixes
 the order of elements (and so the batches); without it, parallel decoding may reorder them.
 
 Corrupt files (`decode`): by default a sample with a truncated or empty JPEG is dropped from its batch
@@ -168,13 +170,17 @@ def _plain(function):
 
 
 def _epoch_keys(seed, repeat):
-    # A new key each time the dataset is iterated, the same sequence for the same seed.
-    keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    """The epoch keys of a training pipeline, each a stateless function of (seed, epoch).
+
+    A repeated pipeline counts its epochs with `Dataset.range`, a source tf.data service can split (each
+    epoch goes to one worker). A single-pass pipeline draws its key from `Dataset.random`, which gives a new
+    key each time the dataset is iterated (each `model.fit` epoch) and the same sequence for the same seed.
+    """
     if repeat is None or repeat is False:
-        return keys.take(1)
-    if repeat is True:
-        return keys
-    return keys.take(int(repeat))
+        return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
+    epochs = tf.data.Dataset.range(2 ** 62 if repeat is True else int(repeat))
+    return epochs.map(_plain(lambda epoch: tf.random.stateless_uniform(
+        [], tf.stack([tf.cast(seed, tf.int64), epoch]), minval=None, maxval=None, dtype=tf.int64)))
 
 
 def _dataset(index, spec, batch_size, deterministic, input_context, repeat, shuffle_buffer, stats):
@@ -192,7 +198,16 @@ def _dataset(index, spec, batch_size, deterministic, input_context, repeat, shuf
         return source.epoch_videos(key, shard_index=shard_index, num_shards=num_shards, shuffle=shuffle,
                                    seed=spec.seed, shuffle_buffer=shuffle_buffer, streams=spec.streams)
 
-    videos = _epoch_keys(spec.seed, repeat).flat_map(_plain(epoch))
+    if spec.training:
+        videos = _epoch_keys(spec.seed, repeat).flat_map(_plain(epoch))
+    else:
+        # Test mode draws nothing at random: the videos themselves are the source (one split per video for
+        # tf.data service).
+        videos = epoch(tf.constant(0, tf.int64))
+        if repeat is True:
+            videos = videos.repeat()
+        elif repeat not in (None, False):
+            videos = videos.repeat(int(repeat))
     if spec.training:
         samples = videos.map(_plain(lambda video: _train_sample(spec, source, video)),
                              num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
