@@ -10,6 +10,7 @@ frames themselves, so every worker must see the frames folder at the same path a
 
 See docs/scaling.md for how many workers a GPU needs.
 """
+import argparse
 import signal
 import socket
 import threading
@@ -18,6 +19,16 @@ from two_stream_tf.addresses import GRPC, parse_address
 from two_stream_tf.commands._arguments import Parser, port_number
 
 HELP = "run a tf.data service dispatcher or worker (moves input decoding to other machines)"
+
+
+def _seconds(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
 
 
 def build_parser():
@@ -29,6 +40,9 @@ def build_parser():
                             help="port to listen on (default 5050; 0: any free port)")
     dispatcher.add_argument("--work-dir", help="folder where the dispatcher journals its state, so that a restarted "
                             "dispatcher resumes the run's datasets and jobs (fault tolerance)")
+    dispatcher.add_argument("--job-gc-timeout", type=_seconds, metavar="SECONDS",
+                            help="remove a job this long after its last reader left (default: TensorFlow's, minutes); "
+                            "workers buffer data for a job until it is removed")
     worker = servers.add_parser("worker", help="start a worker that runs input pipelines")
     worker.add_argument("--dispatcher", required=True, metavar="HOST:PORT", help="the dispatcher's address")
     worker.add_argument("--port", type=port_number(allow_zero=True), default=0,
@@ -83,7 +97,7 @@ def main(argv):
 
     with _StopSignal() as stop:
         if args.server == "dispatcher":
-            server = service.start_dispatcher(args.port, work_dir=args.work_dir)
+            server = service.start_dispatcher(args.port, work_dir=args.work_dir, job_gc_timeout=args.job_gc_timeout)
             bound_port = server.target.rsplit(":", 1)[1]
             state = f", state in {args.work_dir}" if args.work_dir else ""
             print(f"tf.data service dispatcher listening on {GRPC}://{socket.gethostname()}:{bound_port}"

@@ -89,6 +89,7 @@ class LocalService:
     Args:
       num_workers: workers started with the dispatcher (more with `add_worker`).
       work_dir: passed to the dispatcher as `--work-dir` (None: state in memory).
+      job_gc_timeout: passed to the dispatcher as `--job-gc-timeout` (None: TensorFlow's default).
       log_dir: folder for the servers' logs (None: a new temporary folder).
       timeout: seconds a server may take to start.
 
@@ -98,8 +99,9 @@ class LocalService:
       exit_codes: after `stop`, the exit status of the dispatcher and of each worker.
     """
 
-    def __init__(self, num_workers=2, work_dir=None, log_dir=None, timeout=180):
+    def __init__(self, num_workers=2, work_dir=None, job_gc_timeout=None, log_dir=None, timeout=180):
         self.num_workers, self.work_dir, self.timeout = int(num_workers), work_dir, timeout
+        self.job_gc_timeout = job_gc_timeout
         self.log_dir = log_dir or tempfile.mkdtemp(prefix="two_stream_data_service_")
         self.port = free_port()
         self.address = f"grpc://127.0.0.1:{self.port}"
@@ -107,7 +109,11 @@ class LocalService:
 
     def start(self):
         """Starts the dispatcher and the workers together (workers wait for the dispatcher); returns self."""
-        args = ["dispatcher", "--port", str(self.port)] + (["--work-dir", str(self.work_dir)] if self.work_dir else [])
+        args = ["dispatcher", "--port", str(self.port)]
+        if self.work_dir:
+            args += ["--work-dir", str(self.work_dir)]
+        if self.job_gc_timeout:
+            args += ["--job-gc-timeout", str(self.job_gc_timeout)]
         self.dispatcher = ServerProcess(args, os.path.join(self.log_dir, "dispatcher.log"))
         starting = [self._spawn_worker() for _ in range(self.num_workers)]
         try:

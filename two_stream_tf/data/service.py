@@ -209,19 +209,26 @@ def distribute_dataset(dataset, service, *, training, job_name=None, batch_size=
     return distributed
 
 
-def start_dispatcher(port=0, work_dir=None):
+def start_dispatcher(port=0, work_dir=None, job_gc_timeout=None):
     """Starts a tf.data service dispatcher in this process (it serves until the process ends).
 
     Args:
       port: port to listen on; 0 picks a free one (read it from `server.target`).
       work_dir: folder (shared storage on a cluster) where the dispatcher journals its state, so that a
         restarted dispatcher resumes its registered datasets and jobs; None keeps the state in memory.
+      job_gc_timeout: seconds after its last reader left that a job is removed (None: TensorFlow's
+        default, minutes). Until then its workers keep producing into their buffers — whole batches of
+        float stacks add up to gigabytes when many short-lived jobs come and go, as in a benchmark.
 
     Returns:
       The `tf.data.experimental.service.DispatchServer`.
     """
+    gc = {}
+    if job_gc_timeout is not None:
+        timeout_ms = max(1, int(1000 * job_gc_timeout))
+        gc = dict(job_gc_timeout_ms=timeout_ms, job_gc_check_interval_ms=max(1, timeout_ms // 2))
     config = tf.data.experimental.service.DispatcherConfig(
-        port=int(port), work_dir=work_dir, fault_tolerant_mode=work_dir is not None)
+        port=int(port), work_dir=work_dir, fault_tolerant_mode=work_dir is not None, **gc)
     return _start(tf.data.experimental.service.DispatchServer, config, f"dispatcher on port {port}")
 
 
