@@ -37,7 +37,7 @@ def test_synthetic_dataset_split_index(synthetic_dataset, tmp_path):
     assert train.layout.name == "tsn" and train.layout.start == 1
     assert train.classes == synthetic_dataset.classes
     first = train.entries[0]
-    assert first == VideoEntry("v_TriangleRise_g01_c01", 0, 32, 31)
+    assert first == VideoEntry("v_RedTriangleRise_g01_c01", 0, 32, 31)
     assert train.rgb_path(first, 0) == os.path.join(synthetic_dataset.frames_dir, first.video, "img_00001.jpg")
     assert train.flow_paths(first, 30)[1].endswith(os.path.join(first.video, "flow_y_00031.jpg"))
     assert all(os.path.exists(p) for p in (train.rgb_path(first, 31), *train.flow_paths(first, 30)))
@@ -220,7 +220,7 @@ def test_index_command(synthetic_dataset, tmp_path, capsys):
     assert "RGB frames:       min 32, mean 32.0, max 32, total 1024" in out  # the test subset
 
     subset = tmp_path / "subset.txt"
-    subset.write_text("1 KiteZoomIn\n2 TriangleRise\n")
+    subset.write_text("1 BlueKiteBounce\n2 RedTriangleRise\n")
     assert cli.main(["index", frames, "--split-dir", splits, "--subset", "test", "--class-subset", str(subset),
                      "--no-cache", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)["test"]

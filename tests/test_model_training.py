@@ -1,8 +1,8 @@
 """Stream and two-stream models trained with `model.fit` on the synthetic dataset's tf.data pipelines.
 
-The synthetic classes come in pairs that share their appearance and differ only in motion, so a single
-frame can at best tell the pair (the spatial stream's ceiling is about 50 %) while flow separates all
-8 classes. Both streams are MobileNet (alpha 0.25) with the real ImageNet weights; the temporal one gets
+The synthetic classes are looks (colours, texture, scene) doing motions: a single frame tells the look but
+not the motion and the flow the motion but not the look, so each stream's ceiling is about 50 % and only
+their fusion can separate all 8 classes. Both streams are MobileNet (alpha 0.25) with the real ImageNet weights; the temporal one gets
 them by cross-modality init. As in Keras' transfer-learning recipe the backbones stay frozen and the
 classifiers train, so a few epochs on 64 training videos suffice (chance is 1/8).
 """

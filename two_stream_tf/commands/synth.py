@@ -2,7 +2,7 @@
 
 Writes `DIR/videos/<Class>/v_<Class>_gGG_cCC.avi`, `DIR/classInd.txt`, `trainlist01.txt`, `testlist01.txt`,
 and (unless `--no-frames`) TSN frame folders `DIR/frames/<video>/` whose flow images are the generator's
-ground-truth motion. Classes come in pairs that look alike and move differently, so both streams matter.
+ground-truth motion. A frame shows a class's look, the flow its motion, and only both together tell the class.
 
     two-stream synth --output demo_data
     two-stream synth --output demo_data --classes 16 --videos-per-class 20 --frames 48 --size 160x120

@@ -5,8 +5,8 @@
     print(result.table())
 
 `two-stream quickstart` runs this. Every stage calls the library's public functions, the ones a UCF-101
-run uses, on a small synthetic dataset (`two_stream_tf.data.synthetic`: 6 classes in 3 pairs that look
-alike and move differently, so one frame tells the pair and only the motion tells the class):
+run uses, on a small synthetic dataset (`two_stream_tf.data.synthetic`: 6 classes, looks doing motions, so
+one frame tells the look, the flow tells the motion, and only fusion tells the class):
 
   1. data          `write_synthetic_dataset`: AVI videos and UCF-101-style split files (output/data)
   2. frames        `prepare_videos`: RGB frames and optical flow JPEGs in the TSN layout (output/data/frames).

@@ -8,9 +8,9 @@ class QuickstartSettings:
 
     Data:
       num_classes, videos_per_class, num_frames, frame_size: the synthetic dataset (`write_synthetic_dataset`);
-        frames are extracted at `frame_size` (width, height). Six classes: the next pair (EggWobble /
-        EggTumble) moves too subtly for DIS flow at this size, and its look is close to the triangles', so
-        it would cost minutes of training to learn. More clips per class means more groups (UCF-101's "gGG":
+        frames are extracted at `frame_size` (width, height). Six classes: two triangle looks
+        rising and falling and a kite bouncing and swinging; the default eight add a second kite look, which
+        costs minutes more training. More clips per class means more groups (UCF-101's "gGG":
         clips sharing a look and a background), which keeps a network trained from scratch from memorising
         backgrounds.
       flow_method: optical flow of the extraction and of the annotated sample ("dis": fast on a CPU).
