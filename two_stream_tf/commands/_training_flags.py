@@ -52,7 +52,8 @@ def define_model_flags(fv):
     flags.DEFINE_boolean("partial_bn", False, "Freeze all batch normalisation layers but the first (TSN).",
                          flag_values=fv)
     flags.DEFINE_boolean("freeze_backbone", False, "Train only the classifier on a frozen backbone (Keras' "
-                         "transfer-learning recipe; the fusion head always trains on frozen streams).", flag_values=fv)
+                         "transfer-learning recipe; a temporal stream also trains its first convolution; the fusion "
+                         "head always trains on frozen streams).", flag_values=fv)
     flags.DEFINE_integer("num_segments", 0, "TSN segments per video in training (0: one snippet, classic "
                          "two-stream).", lower_bound=0, flag_values=fv)
     flags.DEFINE_integer("stack_length", 10, "Flow pairs per stack (10 classic, 5 TSN).", lower_bound=1,

@@ -54,7 +54,7 @@ class TrainConfig:
     Model:
       backbone, backbone_kwargs, weights ("imagenet", None or a weights file), image_size (None: the
       backbone's), dropout (None: the stream's default), partial_bn, freeze_backbone (train only the
-      classifier, Keras' transfer-learning recipe), num_segments (None: single
+      classifier, Keras' transfer-learning recipe, and a temporal stream's first convolution), num_segments (None: single
       snippets), stack_length; for "fusion": spatial_model and temporal_model (.keras files or model
       dirs) and fusion ("recurrent").
     Optimisation:
