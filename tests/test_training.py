@@ -262,3 +262,28 @@ def test_training_input_from_a_tf_data_service(synthetic_dataset):
         assert x.shape == (4, 3, 32, 32, 4) and labels.shape == (4,)
         assert float(tf.reduce_max(tf.abs(x))) <= 1.0 and set(labels.numpy()) <= set(range(8))
     del worker, dispatcher
+
+
+@pytest.mark.parametrize("stream", ["spatial", "temporal"])
+def test_frozen_backbone_trains_only_the_classifier_and_a_temporal_first_conv(stream, shared_data):
+    from two_stream_tf.models import get_backbone
+    from two_stream_tf.training import fit
+
+    keras.utils.set_random_seed(0)
+    config = fit.TrainConfig(stream=stream, frames_root="", split_dir="", model_dir="", backbone="mobilenet",
+                             backbone_kwargs={"alpha": 0.25},
+                             weights=str(shared_data / "weights" / "mobilenet_2_5_224_tf_no_top.h5"),
+                             freeze_backbone=True, stack_length=2, num_segments=0, batch_size=2,
+                             optimizer="sgd", learning_rate=0.5)
+    model = fit.build_model(config, num_classes=3, image_size=64)
+    backbone = model.get_layer("backbone")
+    first = get_backbone("mobilenet").first_conv(backbone)
+    before = {v.path: np.array(v) for v in model.weights}
+    model.compile(keras.optimizers.SGD(0.5), "sparse_categorical_crossentropy")
+    x = np.random.default_rng(0).uniform(-1, 1, (4, *model.input_shape[1:])).astype("float32")
+    model.fit(x, np.array([0, 1, 2, 0]), epochs=2, verbose=0)
+    changed = {v.path for v in backbone.weights if not np.array_equal(before[v.path], np.array(v))}
+    # Frozen BatchNormalization layers run in inference mode: not even their moving statistics move.
+    assert changed == ({first.kernel.path} if stream == "temporal" else set())
+    logits = model.get_layer("logits").kernel
+    assert not np.array_equal(before[logits.path], np.array(logits))
