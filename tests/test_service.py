@@ -109,6 +109,7 @@ def test_sources_the_service_cannot_split_are_named():
     (["data-service", "worker"], "--dispatcher"),
     (["data-service", "worker", "--dispatcher", "node07"], "--dispatcher 'node07' is not HOST:PORT"),
     (["data-service", "dispatcher", "--port", "70000"], "port 70000 is outside 0..65535"),
+    (["data-service", "dispatcher", "--job-gc-timeout", "0"], "argument --job-gc-timeout: '0' must be positive"),
 ])
 def test_data_service_command_rejects_bad_arguments(argv, message, capsys):
     assert cli_main(argv) == 2

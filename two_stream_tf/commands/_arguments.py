@@ -25,3 +25,50 @@ def port_number(allow_zero=False):
         return value
 
     return parse
+
+
+def whole_number(low, high=None):
+    """An argparse type for an integer in low..high (no upper limit when `high` is None)."""
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low or (high is not None and value > high):
+            limits = f"{low}..{high}" if high is not None else f">= {low}"
+            raise argparse.ArgumentTypeError(f"{value} is out of range ({limits})")
+        return value
+
+    return parse
+
+
+def positive_number(text):
+    """An argparse type for a number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    return value
+
+
+def frame_size(minimum=1, allow_original=False, example="340x256"):
+    """An argparse type for WIDTHxHEIGHT, each at least `minimum`; with `allow_original`, also 'original'
+    (returned as None: keep the video's size)."""
+    original = " or 'original'" if allow_original else ""
+
+    def parse(text):
+        if allow_original and text == "original":
+            return None
+        width, _, height = text.lower().partition("x")
+        try:
+            size = int(width), int(height)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT (e.g. {example}){original}") from None
+        if min(size) < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r}: width and height must be at least {minimum}")
+        return size
+
+    return parse

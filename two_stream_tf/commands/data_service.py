@@ -10,25 +10,14 @@ frames themselves, so every worker must see the frames folder at the same path a
 
 See docs/scaling.md for how many workers a GPU needs.
 """
-import argparse
 import signal
 import socket
 import threading
 
 from two_stream_tf.addresses import GRPC, parse_address
-from two_stream_tf.commands._arguments import Parser, port_number
+from two_stream_tf.commands._arguments import Parser, port_number, positive_number
 
 HELP = "run a tf.data service dispatcher or worker (moves input decoding to other machines)"
-
-
-def _seconds(text):
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
-    return value
 
 
 def build_parser():
@@ -40,7 +29,7 @@ def build_parser():
                             help="port to listen on (default 5050; 0: any free port)")
     dispatcher.add_argument("--work-dir", help="folder where the dispatcher journals its state, so that a restarted "
                             "dispatcher resumes the run's datasets and jobs (fault tolerance)")
-    dispatcher.add_argument("--job-gc-timeout", type=_seconds, metavar="SECONDS",
+    dispatcher.add_argument("--job-gc-timeout", type=positive_number, metavar="SECONDS",
                             help="remove a job this long after its last reader left (default: TensorFlow's, minutes); "
                             "workers buffer data for a job until it is removed")
     worker = servers.add_parser("worker", help="start a worker that runs input pipelines")

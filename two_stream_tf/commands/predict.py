@@ -24,13 +24,13 @@ import json
 import os
 import sys
 
-from two_stream_tf.commands._arguments import Parser
-from two_stream_tf.commands.prepare import _size, _whole
+from two_stream_tf.commands._arguments import Parser, whole_number
+from two_stream_tf.commands.prepare import _size
 from two_stream_tf.errors import UserError
 from two_stream_tf.flow.compute import FLOW_METHODS
 
 # Flag parsers shared with `two-stream prepare`, so sizes are written the same way in both commands.
-_at_least_one = _whole(1)
+_at_least_one = whole_number(1)
 
 HELP = "top-k actions of a video file, stream or camera (flow on the fly), optional annotated MP4/GIF"
 

@@ -9,10 +9,9 @@ same command resumes: finished videos are skipped, interrupted ones redone. Exit
     two-stream prepare UCF-101 frames --flow tvl1 --workers 8
     two-stream prepare ucfTrainTestlist/trainlist01.txt frames --video-root UCF-101 --short-side 256
 """
-import argparse
 import os
 
-from two_stream_tf.commands._arguments import Parser
+from two_stream_tf.commands._arguments import Parser, frame_size, positive_number, whole_number
 from two_stream_tf.data.layouts import LAYOUTS
 from two_stream_tf.errors import UserError
 from two_stream_tf.flow.quantize import DEFAULT_BOUND
@@ -24,40 +23,7 @@ from two_stream_tf.preparation.video import quiet_opencv_warnings
 HELP = "RGB frames + TV-L1/DIS/Farneback flow JPEGs from videos (parallel, resumable)"
 
 
-def _size(text):
-    if text == "original":
-        return None
-    width, _, height = text.lower().partition("x")
-    try:
-        size = int(width), int(height)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT (e.g. 340x256) or 'original'") from None
-    if min(size) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: width and height must be positive")
-    return size
-
-
-def _whole(low, high=None):
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if value < low or (high is not None and value > high):
-            limits = f"{low}..{high}" if high is not None else f"≥ {low}"
-            raise argparse.ArgumentTypeError(f"{value} is out of range ({limits})")
-        return value
-    return parse
-
-
-def _positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
-    return value
+_size = frame_size(allow_original=True)
 
 
 def add_extraction_arguments(parser):
@@ -71,15 +37,15 @@ def add_extraction_arguments(parser):
     sizes = parser.add_mutually_exclusive_group()
     sizes.add_argument("--size", type=_size, default=DEFAULT_SIZE, metavar="WxH",
                        help="output frame size, or 'original' (default: 340x256, as TSN)")
-    sizes.add_argument("--short-side", type=_whole(1), metavar="N",
+    sizes.add_argument("--short-side", type=whole_number(1), metavar="N",
                        help="resize so the short side is N pixels, keeping the aspect ratio")
     parser.add_argument("--flow", default="tvl1", choices=FLOW_CHOICES,
                         help="optical flow method; none = RGB frames only (default: tvl1)")
-    parser.add_argument("--bound", type=_positive_float, default=DEFAULT_BOUND,
+    parser.add_argument("--bound", type=positive_number, default=DEFAULT_BOUND,
                         help="flow quantisation bound in pixels (default: 20)")
-    parser.add_argument("--jpeg-quality", type=_whole(0, 100), default=95, metavar="Q",
+    parser.add_argument("--jpeg-quality", type=whole_number(0, 100), default=95, metavar="Q",
                         help="JPEG quality 0..100 (default: 95)")
-    parser.add_argument("--max-frames", type=_whole(1), metavar="N",
+    parser.add_argument("--max-frames", type=whole_number(1), metavar="N",
                         help="only the first N frames of each video (previews, benchmarks)")
 
 
@@ -104,9 +70,9 @@ def list_videos(args):
 def build_parser():
     parser = Parser(prog="two-stream prepare", description=HELP)
     add_extraction_arguments(parser)
-    parser.add_argument("--workers", type=_whole(1), default=available_cpus(), metavar="N",
+    parser.add_argument("--workers", type=whole_number(1), default=available_cpus(), metavar="N",
                         help="videos extracted side by side in separate processes (default: all cores)")
-    parser.add_argument("--opencv-threads", type=_whole(1), metavar="N",
+    parser.add_argument("--opencv-threads", type=whole_number(1), metavar="N",
                         help="OpenCV threads per worker (default: cores // workers)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser

@@ -9,7 +9,7 @@ ground-truth motion. A frame shows a class's look, the flow its motion, and only
 """
 import argparse
 
-from two_stream_tf.commands._arguments import Parser
+from two_stream_tf.commands._arguments import Parser, frame_size, whole_number
 from two_stream_tf.data.layouts import LAYOUTS
 from two_stream_tf.data.synthetic import MAX_CLASSES, write_synthetic_dataset
 
@@ -17,40 +17,16 @@ HELP = "write a small synthetic action dataset (AVIs, split files, frames + grou
 
 
 
-def _size(text):
-    width, _, height = text.lower().partition("x")
-    try:
-        size = int(width), int(height)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT, e.g. 128x96") from None
-    if min(size) < 16:
-        raise argparse.ArgumentTypeError(f"{text!r}: width and height must be at least 16")
-    return size
-
-
-def _count(low, high=None):
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if value < low or (high is not None and value > high):
-            limits = f"{low}..{high}" if high is not None else f">= {low}"
-            raise argparse.ArgumentTypeError(f"{value} is out of range ({limits})")
-        return value
-    return parse
-
-
 def build_parser():
     parser = Parser(prog="two-stream synth", description=__doc__.split("\n\n")[0],
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", required=True, help="folder to write the dataset into")
-    parser.add_argument("--classes", type=_count(1, MAX_CLASSES), default=8,
+    parser.add_argument("--classes", type=whole_number(1, MAX_CLASSES), default=8,
                         help=f"number of classes, 1..{MAX_CLASSES} (default 8)")
-    parser.add_argument("--videos-per-class", type=_count(2), default=12, help="clips per class, >= 2 (default 12)")
-    parser.add_argument("--frames", type=_count(2), default=32, help="frames per video, >= 2 (default 32)")
-    parser.add_argument("--size", type=_size, default=(128, 96), metavar="WxH", help="frame size (default 128x96)")
-    parser.add_argument("--seed", type=_count(0), default=0, help="random seed; the same seed writes the same files")
+    parser.add_argument("--videos-per-class", type=whole_number(2), default=12, help="clips per class, >= 2 (default 12)")
+    parser.add_argument("--frames", type=whole_number(2), default=32, help="frames per video, >= 2 (default 32)")
+    parser.add_argument("--size", type=frame_size(16, example="128x96"), default=(128, 96), metavar="WxH", help="frame size (default 128x96)")
+    parser.add_argument("--seed", type=whole_number(0), default=0, help="random seed; the same seed writes the same files")
     parser.add_argument("--layout", default="tsn", choices=sorted(LAYOUTS), help="frame folder layout (default tsn)")
     parser.add_argument("--no-frames", action="store_true", help="write only the videos and split files")
     return parser
