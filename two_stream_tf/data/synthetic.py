@@ -269,13 +269,6 @@ def _draw_spec(*, video, class_name, label, group, clip, subset, appearance, kin
         omega = argument * np.deg2rad(rng.uniform(4.0, 8.0))
         omega = math.copysign(min(abs(omega), _MAX_SPEED / extent), omega)
         angles = angle0 + omega * t
-    elif kind == "zoom":
-        total = min(2.4, rng.uniform(1.02, 1.04) ** (n - 1))
-        s_min = rng.uniform(0.85, 1.15) / math.sqrt(total)
-        scales = s_min * total ** (t / (n - 1))
-        if argument < 0:
-            scales = scales[::-1]
-        centers = np.tile(_uniform_center(rng, width, height, extent * scales.max()), (n, 1))
     elif kind == "oscillate":
         axis = np.asarray(argument)
         amplitude = rng.uniform(0.12, 0.2) * min(width, height)
