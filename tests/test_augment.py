@@ -53,6 +53,32 @@ def test_mirror_handles_segment_batches():
     assert views.shape == (3, 9, 9, 4)
 
 
+def test_resized_flow_views_match_mirror_then_bilinear_resize():
+    """flow_view (one fused XLA pass for mirror, x negation, interleave and normalisation, then the resize)
+    gives what the separate steps give: mirror and negate x on uint8, channels last, TensorFlow's
+    half-pixel bilinear resize, `q / 127.5 - 1`; within float rounding, for up- and downscaling."""
+    rng = np.random.RandomState(3)
+    for shape in ((2, 6, 13, 17), (4, 5, 6)):  # S=2 segments of L=3 upscaled; L=2 downscaled
+        planes = rng.randint(0, 256, size=shape).astype(np.uint8)
+        size = 9 if shape[-1] > 9 else 4
+        for flip in (False, True, tf.constant(True), tf.constant(False)):
+            mirrored = reference_flip(planes) if bool(flip) else planes
+            channels_last = np.moveaxis(mirrored, -3, -1).astype(np.float32)
+            expected = tf.image.resize(channels_last, [size, size], method="bilinear").numpy()
+            raw = augment.flow_view(tf.constant(planes), flip, size, normalization="none").numpy()
+            assert raw.shape == shape[:-3] + (size, size, shape[-3]) and raw.dtype == np.float32
+            np.testing.assert_allclose(raw, expected, atol=2e-3)
+            normalised = augment.flow_view(tf.constant(planes), flip, size).numpy()
+            np.testing.assert_allclose(normalised, expected / 127.5 - 1.0, atol=1e-5)
+    # The end points of the quantised range map exactly onto -1 and 1, also for mirrored x.
+    extremes = np.zeros((2, 3, 3), np.uint8)
+    extremes[:, :, 1:] = 255
+    view = augment.flow_view(tf.constant(extremes), True, 3).numpy()
+    assert view.min() == -1.0 and view.max() == 1.0
+    np.testing.assert_array_equal(view[..., 0], [[-1.0, -1.0, 1.0]] * 3)  # mirrored, then 255 - q
+    np.testing.assert_array_equal(view[..., 1], [[1.0, 1.0, -1.0]] * 3)
+
+
 def windows_for_seeds(frame_shape, count, **kwargs):
     """Multi-scale windows for seeds (0, 0) … (0, count - 1), in one graph call."""
     draw = tf.function(lambda k: augment.multiscale_crop_window(tf.constant(frame_shape), tf.stack([0, k]), **kwargs))

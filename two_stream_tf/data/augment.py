@@ -219,13 +219,38 @@ def flow_view(planes, flip, image_size, normalization="symmetric"):
       float32 `(..., image_size, image_size, 2L)`.
     """
     check_flow_normalization(normalization)
-    if isinstance(flip, bool):
-        planes = mirror_flow_planes(planes) if flip else planes
-    else:
-        planes = tf.cond(flip, lambda: mirror_flow_planes(planes), lambda: planes)
-    rank = planes.shape.rank
-    channels_last = tf.transpose(planes, list(range(rank - 3)) + [rank - 2, rank - 1, rank - 3])
-    return resize(_dequantize(channels_last, *_flow_range(normalization)), image_size)
+    planes = tf.convert_to_tensor(planes, tf.uint8)
+    shape = tf.shape(planes)
+    flat = tf.reshape(planes, tf.concat([[-1], shape[-3:]], 0))
+    low, high = _flow_range(normalization)
+    channels_last = _flow_channels_last(flat, tf.convert_to_tensor(flip, tf.bool), tf.constant(low, tf.float32),
+                                        tf.constant(high, tf.float32))
+    views = tf.reshape(resize(channels_last, image_size),
+                       tf.concat([shape[:-3], [image_size, image_size, shape[-3]]], 0))
+    return tf.ensure_shape(views, planes.shape[:-3].concatenate([image_size, image_size, planes.shape[-3]]))
+
+
+@tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
+def _flow_channels_last(planes, flip, low, high):
+    """uint8 planes `(N, 2L, h, w)` -> float32 `(N, h, w, 2L)`, mirrored with x negated if `flip`, each
+    value q mapped to `low + q (high - low) / 255`.
+
+    XLA fuses the mirror, the x negation, the interleave to channels last and the float conversion into one
+    pass that reads the uint8 planes once and writes the float crop once. As separate TensorFlow ops they
+    were four passes, and the uint8 transpose alone (a per-byte loop) cost as much as the resize after it.
+    XLA compiles it once per shape of `planes` (10 crop sizes with TSN's scales on one frame size). The
+    resize stays TensorFlow's: a bilinear resize written with XLA gathers was slower than the whole chain.
+    """
+    mirrored = tf.bitwise.bitwise_xor(tf.reverse(planes, [3]), _x_mask(tf.shape(planes)[1]))
+    quantised = tf.where(flip, mirrored, planes)
+    values = tf.transpose(tf.cast(quantised, tf.float32), [0, 2, 3, 1])
+    # (q - 127.5) / d + centre rather than low + q * step: the end points 0 and 255 land exactly on low and high.
+    return (values - 127.5) / (127.5 / ((high - low) / 2.0)) + (low + high) / 2.0
+
+
+def _x_mask(num_planes):
+    # 255 on the x planes, 0 on the y planes, shaped to broadcast over `(N, 2L, h, w)`: q XOR 255 == 255 - q.
+    return tf.reshape(tf.tile(tf.constant([255, 0], tf.uint8), [num_planes // 2]), [-1, 1, 1])
 
 
 def _dequantize(images, low, high):
