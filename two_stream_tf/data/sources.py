@@ -102,6 +102,24 @@ class FolderSource:
         return tf.reshape(flat, tf.shape(locators))
 
 
+def _shuffle(dataset, buffer_size, seed):
+    """`dataset.shuffle` with a seed tensor, whatever the global seed.
+
+    `Dataset.shuffle` combines its seed with the graph's global seed in Python, comparing the pair with
+    (0, 0): with `tf.random.set_seed(0)` (as `keras.utils.set_random_seed(0)` does) that comparison turns a
+    seed tensor into a Python bool and fails. The pipelines' randomness is meant to depend on their own seed
+    only, so the graph-level seed is left out while the shuffle is built.
+    """
+    if tf.executing_eagerly():
+        return dataset.shuffle(buffer_size, seed=int(seed))
+    graph = tf.compat.v1.get_default_graph()
+    global_seed, graph.seed = graph.seed, None
+    try:
+        return dataset.shuffle(buffer_size, seed=seed)
+    finally:
+        graph.seed = global_seed
+
+
 class PackedSource:
     """Videos packed by `two_stream_tf.data.tfrecord`: sampling picks frames out of each record's bytes.
 
@@ -131,7 +149,7 @@ class PackedSource:
         if shuffle:
             shuffle_seed = tf.random.stateless_uniform([], tf.stack([tf.cast(seed, tf.int64), epoch_key]),
                                                        minval=1, maxval=2 ** 62, dtype=tf.int64)
-            records = records.shuffle(shuffle_buffer or DEFAULT_RECORD_SHUFFLE_BUFFER, seed=shuffle_seed)
+            records = _shuffle(records, shuffle_buffer or DEFAULT_RECORD_SHUFFLE_BUFFER, shuffle_seed)
 
         def parse(serialized):
             video = tfrecord.parse_video(serialized, rgb="rgb" in streams, flow="flow" in streams)
