@@ -140,7 +140,7 @@ def run(args):
         "ratio_to_flow_only": round(fps / flow_bound, 3),
         "fps_with_annotation": round(annotated_frames / annotated_wall, 2) if annotated_frames else None,
         "fps_sliding_window": round(windowed_frames / windowed_wall, 2) if windowed_frames else None,
-        "clips": len(clips), "frames": frames, "seconds": round(wall, 2),
+        "clips": len(clips), "frames": frames, "seconds": round(wall, 4),
         "flow": args.flow, "frame_size": list(args.size), "backbone": args.backbone, "image_size": args.image_size,
         "stack_length": args.stack_length, "flow_workers": args.workers or len(os.sched_getaffinity(0)),
         "cpus": len(os.sched_getaffinity(0)), "load_average_before": round(load_before, 2),
