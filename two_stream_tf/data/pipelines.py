@@ -18,7 +18,8 @@ Randomness is stateless, keyed by (seed, epoch, video): each pass over a single-
 epoch e's key from (seed, e), so the same seed gives the same tensors run after run, whatever the thread
 timing (`Dataset.random` also mixes in TensorFlow's global seed, if one is set: keep that the same too).
 Repeated training datasets start from `Dataset.range` (epochs) and test datasets from the videos, sources
-tf.data service can split between workers. `deterministic=True` also fixes the order of elements (and so the batches); without it, parallel decoding may reorder them.
+tf.data service can split between workers. `deterministic=True` also fixes the order of elements (and so
+the batches); without it, parallel decoding may reorder them.
 
 Corrupt files (`decode`): by default a sample with a truncated or empty JPEG is dropped from its batch
 (which is then one smaller), counted in the dataset's `decode_stats` (`DecodeStats`) and its file named
