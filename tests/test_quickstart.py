@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
+from inference_helpers import decode_all
 from two_stream_tf.quickstart import FAST
 from two_stream_tf.quickstart.report import SAMPLE_SCALE
 
@@ -99,14 +100,7 @@ def test_figures_and_annotated_video_decode(fast_run):
         image = cv2.imread(str(output / name))
         assert image is not None, name
         assert image.shape[0] >= 300 and image.shape[1] >= 300 and image.std() > 10, name
-    capture = cv2.VideoCapture(str(output / "annotated_sample.mp4"))
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
+    frames = decode_all(output / "annotated_sample.mp4")
     # Every frame of the test video, enlarged for the overlay.
     assert len(frames) == FAST.num_frames
     assert frames[0].shape == (SAMPLE_SCALE * FAST.frame_size[1], SAMPLE_SCALE * FAST.frame_size[0], 3)

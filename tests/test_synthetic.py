@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
+from inference_helpers import decode_all
 from two_stream_tf.data.index import open_split_index
 from two_stream_tf.data.splits import load_ucf101_split
 from two_stream_tf.data.synthetic import MAX_CLASSES, class_names, render_video, write_synthetic_dataset
@@ -40,14 +41,7 @@ def test_same_seed_same_bytes(tmp_path):
 def test_every_avi_decodes_with_its_frame_count(synthetic_dataset):
     assert len(synthetic_dataset.videos) == 8 * 12
     for spec in synthetic_dataset.videos:
-        capture = cv2.VideoCapture(synthetic_dataset.video_path(spec))
-        frames = []
-        while True:
-            ok, frame = capture.read()
-            if not ok:
-                break
-            frames.append(frame)
-        capture.release()
+        frames = decode_all(synthetic_dataset.video_path(spec))
         assert len(frames) == 32, spec.video
         assert frames[0].shape == (96, 128, 3)
     # The AVI holds the rendered pictures (MJPG is lossy: closer to its own frame than to another one).

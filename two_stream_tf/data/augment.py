@@ -201,9 +201,7 @@ def mirror_flow_planes(planes):
     shape = tf.shape(planes)
     # Reversing the last axis of a 2-D view is a fast row copy; on the 4-D tensor it is a per-byte loop.
     mirrored = tf.reshape(tf.reverse(tf.reshape(planes, [-1, shape[-1]]), [1]), shape)
-    num_planes = planes.shape[-3]
-    x_mask = tf.constant([255, 0] * (num_planes // 2), tf.uint8)[:, None, None]
-    return tf.bitwise.bitwise_xor(mirrored, x_mask)  # 255 - q == q XOR 255 for uint8
+    return tf.bitwise.bitwise_xor(mirrored, _x_mask(planes.shape[-3]))
 
 
 def flow_view(planes, flip, image_size, normalization="symmetric"):

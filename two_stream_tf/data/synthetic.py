@@ -8,7 +8,7 @@ motion but not the colour, so the spatial and temporal streams each get about ha
 their fusion gets them all. Videos of the same look and group `gGG` share the object's colours and the
 background, as UCF-101's groups share the actor and the scene.
 
-Every video varies object scale, speed, start position, background texture and panning, and sensor noise.
+Every video varies object size, speed, start position, background texture and panning, and sensor noise.
 Frames are rendered analytically, so the optical flow the generator applied is known exactly for every
 pixel: the object's motion where the object is, the background's pan elsewhere. With `write_frames` the
 dataset also gets frame folders in a frame layout (TSN by default) whose flow images are this ground-truth
@@ -101,12 +101,11 @@ class VideoSpec:
       frame_size: (width, height).
       shape, pattern: object shape and texture pattern names.
       colors: `(2, 3)` float RGB 0..255, the pattern's two colours.
-      pattern_period: texture period in object pixels (at scale 1).
-      radius: object radius in pixels at scale 1.
+      pattern_period: texture period in object pixels.
+      radius: object radius in pixels.
       centers: `(N, 2)` object centre (x, y) per frame, pixels; the frame is a torus, so a centre outside it
         is drawn at the centre modulo the frame size.
       angles: `(N,)` object rotation per frame, radians (positive turns clockwise on screen, y down).
-      scales: `(N,)` object scale per frame.
       background_seed: seed of the periodic background texture.
       background_color: `(3,)` float RGB 0..255, the texture's mean colour (the scene's hue).
       background_offsets: `(N, 2)` background pan offset (x, y) per frame, pixels.
@@ -127,7 +126,6 @@ class VideoSpec:
     radius: float
     centers: np.ndarray
     angles: np.ndarray
-    scales: np.ndarray
     background_seed: int
     background_color: np.ndarray
     background_offsets: np.ndarray
@@ -254,8 +252,7 @@ def _draw_spec(*, video, class_name, label, group, clip, subset, appearance, kin
     t = np.arange(n, dtype=np.float64)
     angle0 = rng.uniform(0, 2 * np.pi)
     angles = np.full(n, angle0)
-    scales = np.ones(n)
-    extent = 1.25 * radius + 2  # farthest object pixel from its centre at scale 1, with a margin
+    extent = 1.25 * radius + 2  # farthest object pixel from its centre, with a margin
 
     if kind == "translate":
         # Faster than a path inside the frame allows (flow of a few px/frame, as in real videos): the
@@ -294,7 +291,7 @@ def _draw_spec(*, video, class_name, label, group, clip, subset, appearance, kin
         video=video, class_name=class_name, label=label, group=group, clip=clip, subset=subset,
         frame_size=(width, height), shape=shape, pattern=pattern, colors=colors,
         pattern_period=float(period), radius=float(radius), centers=centers.astype(np.float64),
-        angles=np.asarray(angles, np.float64), scales=np.asarray(scales, np.float64),
+        angles=np.asarray(angles, np.float64),
         background_seed=background_seed, background_color=np.asarray(scene, np.float32),
         background_offsets=offsets, noise_sigma=float(rng.uniform(2.0, 7.0)),
         noise_seed=int(rng.integers(2**31)))
@@ -361,7 +358,7 @@ def _background_texture(seed, color, width, height):
 def _object_box(spec, t, center, width, height):
     """Slices of the pixels that the object of frame t, drawn at `center`, can cover (its shape lies within
     1.25 radius), or None when they are all outside the frame."""
-    reach = 1.25 * spec.radius * spec.scales[t] + 2
+    reach = 1.25 * spec.radius + 2
     cx, cy = center
     x0, x1 = max(0, int(cx - reach)), min(width, int(math.ceil(cx + reach)) + 1)
     y0, y1 = max(0, int(cy - reach)), min(height, int(math.ceil(cy + reach)) + 1)
@@ -389,10 +386,10 @@ def _draw_object(spec, t, shift, image, mask, flow):
         return
     rows, cols = box
     ys, xs = np.mgrid[rows, cols].astype(np.float32)
-    cos, sin, s = math.cos(spec.angles[t]), math.sin(spec.angles[t]), spec.scales[t]
+    cos, sin = math.cos(spec.angles[t]), math.sin(spec.angles[t])
     dx, dy = xs - np.float32(center[0]), ys - np.float32(center[1])
-    ux, uy = (cos * dx + sin * dy) / s, (-sin * dx + cos * dy) / s  # object-local, scale 1
-    distance = _shape_distance(spec.shape, ux, uy, spec.radius) * s
+    ux, uy = cos * dx + sin * dy, -sin * dx + cos * dy  # object-local
+    distance = _shape_distance(spec.shape, ux, uy, spec.radius)
     alpha = np.clip(0.5 - distance, 0.0, 1.0)[..., None]
     weight = _pattern_weight(spec.pattern, ux, uy, spec.pattern_period)[..., None]
     colour = spec.colors[0] * (1 - weight) + spec.colors[1] * weight
@@ -401,10 +398,10 @@ def _draw_object(spec, t, shift, image, mask, flow):
     mask[rows, cols] |= inside
     if flow is not None:
         # Where the object point under each pixel goes in frame t + 1.
-        cos, sin, s = math.cos(spec.angles[t + 1]), math.sin(spec.angles[t + 1]), spec.scales[t + 1]
+        cos, sin = math.cos(spec.angles[t + 1]), math.sin(spec.angles[t + 1])
         next_center = spec.centers[t + 1] + shift
-        next_x = next_center[0] + s * (cos * ux - sin * uy)
-        next_y = next_center[1] + s * (sin * ux + cos * uy)
+        next_x = next_center[0] + cos * ux - sin * uy
+        next_y = next_center[1] + sin * ux + cos * uy
         region = flow[rows, cols]
         region[..., 0] = np.where(inside, next_x - xs, region[..., 0])
         region[..., 1] = np.where(inside, next_y - ys, region[..., 1])
