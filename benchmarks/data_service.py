@@ -116,7 +116,7 @@ def frame_index(videos_dir, root, clips, max_frames):
     return build_index(root, entries, ("C0", "C1"), layout="tsn", cache=False)
 
 
-def measure_config(config, make_dataset, args, log_dir):
+def measure_config(config, make_dataset, args, log_dir, count_distinct):
     """(stacks/s, trainer CPU ms/stack, server CPU ms/stack, distinct fraction or None, server peak MB).
 
     A service configuration gets its own dispatcher and workers, stopped afterwards: a tf.data service worker
@@ -128,12 +128,12 @@ def measure_config(config, make_dataset, args, log_dir):
 
     if config == "local":
         rate, trainer, server = measure(iter(make_dataset(config, None)), args.seconds, [])
-        distinct = distinct_fraction(make_dataset(config, None), args.distinct_batches) if args.check else None
+        distinct = distinct_fraction(make_dataset(config, None), args.distinct_batches) if count_distinct else None
         return rate, trainer, server, distinct, 0.0
     with LocalService(num_workers=2 if config.startswith("service_2") else 1, log_dir=log_dir) as local:
         pids = [server.process.pid for server in (local.dispatcher, *local.workers)]
         # First, from a fresh start of the workers, whether they duplicate each other.
-        distinct = distinct_fraction(make_dataset(config, local.address), args.distinct_batches) if args.check else None
+        distinct = distinct_fraction(make_dataset(config, local.address), args.distinct_batches) if count_distinct else None
         check_memory(pids)
         rate, trainer, server = measure(iter(make_dataset(config, local.address)), args.seconds, pids)
         check_memory(pids)
@@ -158,8 +158,8 @@ def run(args):
         results = {config: [] for config in args.configs}
         for round_number in range(args.rounds):
             for config in args.configs:
-                args.check = round_number == 0
-                results[config].append(measure_config(config, make_dataset, args, tempfile.mkdtemp(dir=work)))
+                results[config].append(measure_config(config, make_dataset, args, tempfile.mkdtemp(dir=work),
+                                                       count_distinct=round_number == 0))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     configs = args.configs
