@@ -9,4 +9,10 @@ Subpackages:
   inference   video in, top-k actions and an annotated video out
 """
 
+from two_stream_tf.allocator import use_pooling_allocator
+
 __version__ = "0.1.0"
+
+# Before TensorFlow makes its first tensor: pooled host memory instead of fresh pages for every big
+# tensor (see two_stream_tf.allocator; TF_CPU_ALLOCATOR_USE_BFC=false keeps malloc).
+use_pooling_allocator()
