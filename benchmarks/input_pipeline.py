@@ -1,13 +1,16 @@
 """Input pipeline throughput: our tf.data pipelines against the JPEG decode bound and a plain Keras loader.
 
-    python benchmarks/input_pipeline.py [--json] [--seconds 6] [--rounds 3]
+    python benchmarks/input_pipeline.py [--json] [--seconds 4] [--rounds 5]
 
 Frames come from the real UCF-101 clips in `../shared/data/videos/ucf101` (or `--videos`): decoded with
 OpenCV, resized to 340×256, written as RGB JPEGs and as grayscale flow JPEGs in the TSN layout in a
 temporary folder, which is deleted afterwards. Flow JPEGs are DIS flow quantised like dense_flow (about the
 size of real TV-L1 flow JPEGs), or with `--flow-images gray` grayscale frames (larger, slower to decode).
 
-Measured in one run, in interleaved rounds so that a change in machine load hits every figure alike:
+Measured in one run, in interleaved rounds (every other one in reverse order) so that a change in machine
+load hits every figure alike, each measurement starting once the last one's background work (an
+iterator filling its prefetch buffers) has stopped; each ratio is the median over rounds of the ratio
+within a round, between figures measured back to back:
 
 - temporal stacks/s and spatial frames/s of `temporal_dataset` / `spatial_dataset` in training mode
   (multi-scale corner crops, flips, 224×224, L = 10, batch 32), iterated directly;
@@ -27,6 +30,7 @@ import json
 import multiprocessing
 import os
 import pathlib
+import resource
 import shutil
 import sys
 import tempfile
@@ -215,6 +219,17 @@ def naive_temporal_dataset(index):
 
 # --- Measuring ------------------------------------------------------------------------------------------------
 
+def settle(window=0.25, busy_fraction=0.05, timeout=15.0):
+    """Waits until this process is idle: an iterator left behind keeps decoding in the background until its
+    prefetch buffers are full, which would steal the cores from whatever is measured next."""
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        cpu, start = time.process_time(), time.perf_counter()
+        time.sleep(window)
+        if (time.process_time() - cpu) / (time.perf_counter() - start) < busy_fraction:
+            return
+
+
 def rate_of_iterator(iterator, seconds, warmup=3):
     """(items/s, process CPU seconds per item) of an endless dataset iterator over `seconds`, after `warmup`
     batches (buffers drained)."""
@@ -240,6 +255,11 @@ def rate_of_fit(model, data, seconds, warmup=3):
 
     model.fit(data, epochs=1, steps_per_epoch=10 ** 6, verbose=0, callbacks=[Stamp()])
     return (len(stamps) - warmup) * BATCH / (stamps[-1] - stamps[warmup - 1])
+
+
+def paired_ratios(rates, bounds, items_per_bound_unit=1):
+    """Round by round, `rate / (bound / items_per_bound_unit)`: e.g. stacks/s over flow images/s ÷ 20."""
+    return [rate / (bound / items_per_bound_unit) for rate, bound in zip(rates, bounds)]
 
 
 def null_model():
@@ -277,18 +297,25 @@ def run(args):
         model = null_model()
         results = {k: [] for k in ("flow_bound", "rgb_bound", "temporal", "spatial", "naive", "plain", "temporal_fit")}
         cpu = {k: [] for k in ("flow_bound", "rgb_bound", "temporal", "spatial", "naive")}
-        for _ in range(args.rounds):
-            for key, measure in (("flow_bound", lambda: decode_bound(pool, "flow", args.seconds, cores)),
-                                 ("rgb_bound", lambda: decode_bound(pool, "rgb", args.seconds, cores)),
-                                 ("temporal", lambda: rate_of_iterator(temporal_it, args.seconds)),
-                                 ("spatial", lambda: rate_of_iterator(spatial_it, args.seconds)),
-                                 ("naive", lambda: rate_of_iterator(naive_it, args.seconds))):
+        measures = (("flow_bound", lambda: decode_bound(pool, "flow", args.seconds, cores)),
+                    ("temporal", lambda: rate_of_iterator(temporal_it, args.seconds)),
+                    ("naive", lambda: rate_of_iterator(naive_it, args.seconds)),
+                    ("rgb_bound", lambda: decode_bound(pool, "rgb", args.seconds, cores)),
+                    ("spatial", lambda: rate_of_iterator(spatial_it, args.seconds)))
+        for round_number in range(args.rounds):
+            # Each pipeline next to the bound it is divided by, so that the pair shares the machine's state, and
+            # every other round in reverse order, so that a drift in the machine's speed does not always
+            # favour the one measured first.
+            for key, measure in measures if round_number % 2 == 0 else measures[::-1]:
                 rate, seconds_per_item = measure()
+                settle()
                 results[key].append(rate)
                 cpu[key].append(seconds_per_item)
             if not args.skip_plain:
-                results["plain"].append(rate_of_fit(model, loader, args.seconds))
-                results["temporal_fit"].append(rate_of_fit(model, temporal, args.seconds))
+                fits = (("plain", loader), ("temporal_fit", temporal))
+                for key, data in fits if round_number % 2 == 0 else fits[::-1]:
+                    results[key].append(rate_of_fit(model, data, args.seconds))
+                    settle()
         pool.close()
         del tf
     finally:
@@ -303,12 +330,17 @@ def run(args):
         "naive_temporal_stacks_per_s": mean["naive"],
         "temporal_fit_stacks_per_s": mean["temporal_fit"],
     }
-    report["temporal_ratio_to_bound"] = report["temporal_stacks_per_s"] / report["temporal_decode_bound_stacks_per_s"]
-    report["spatial_ratio_to_bound"] = report["spatial_frames_per_s"] / report["spatial_decode_bound_frames_per_s"]
-    report["naive_temporal_ratio_to_bound"] = (report["naive_temporal_stacks_per_s"]
-                                               / report["temporal_decode_bound_stacks_per_s"])
-    # Both fed to the same tiny model through model.fit.
-    report["temporal_ratio_to_plain_loader"] = report["temporal_fit_stacks_per_s"] / report["plain_loader_stacks_per_s"]
+    # Ratios: the median over rounds of each round's pair, measured back to back (the machine's speed can
+    # change by 2x between rounds; a ratio of means would mix those states).
+    per_round_ratios = {
+        "temporal_ratio_to_bound": paired_ratios(results["temporal"], results["flow_bound"], 2 * STACK_LENGTH),
+        "spatial_ratio_to_bound": paired_ratios(results["spatial"], results["rgb_bound"]),
+        "naive_temporal_ratio_to_bound": paired_ratios(results["naive"], results["flow_bound"], 2 * STACK_LENGTH),
+        # Both fed to the same tiny model through model.fit.
+        "temporal_ratio_to_plain_loader": paired_ratios(results["temporal_fit"], results["plain"]),
+    }
+    report.update({key: float(np.median(values)) if values else float("nan")
+                   for key, values in per_round_ratios.items()})
     # CPU milliseconds per item: what the figures would be on an otherwise idle machine (see the README).
     cpu_ms = {k: 1e3 * float(np.median(v)) for k, v in cpu.items()}
     report.update(temporal_cpu_ms_per_stack=cpu_ms["temporal"], spatial_cpu_ms_per_frame=cpu_ms["spatial"],
@@ -316,9 +348,14 @@ def run(args):
                   decode_bound_cpu_ms_per_stack=cpu_ms["flow_bound"] * 2 * STACK_LENGTH,
                   decode_bound_cpu_ms_per_frame=cpu_ms["rgb_bound"])
     report.update(flow_images=args.flow_images, mean_flow_jpeg_bytes=sizes[0], mean_rgb_jpeg_bytes=sizes[1])
+    # The host allocator TensorFlow used (importing two_stream_tf asks for the pooling one unless the variable
+    # was set), and this process's peak memory: the pooling allocator keeps what it took.
+    report.update(tf_cpu_allocator_use_bfc=os.environ.get("TF_CPU_ALLOCATOR_USE_BFC"),
+                  peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     report.update(cores=cores, rounds=args.rounds, videos=len(index), flow_pairs=len(flow_files) // 2,
                   rgb_frames=len(rgb_files), load_average=list(os.getloadavg()),
-                  per_round={k: [round(x, 1) for x in v] for k, v in results.items()})
+                  per_round={k: [round(x, 1) for x in v] for k, v in results.items()},
+                  per_round_ratios={k: [round(x, 3) for x in v] for k, v in per_round_ratios.items()})
     return report
 
 
@@ -328,8 +365,8 @@ def main(argv=None):
     parser.add_argument("--videos", default=str(DEFAULT_VIDEOS), help="folder of .avi clips")
     parser.add_argument("--clips", type=int, default=10, help="clips to extract (default 10)")
     parser.add_argument("--max-frames", type=int, default=100, help="frames per clip (default 100)")
-    parser.add_argument("--seconds", type=float, default=6.0, help="seconds per measurement (default 6)")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    parser.add_argument("--seconds", type=float, default=4.0, help="seconds per measurement (default 4)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
     parser.add_argument("--skip-plain", action="store_true", help="skip the plain Keras loader")
     parser.add_argument("--flow-images", choices=("dis", "gray"), default="dis",
                         help="flow JPEGs: quantised DIS flow (default, sized like real flow) or grayscale frames")
@@ -355,6 +392,8 @@ def main(argv=None):
           f"{report['naive_temporal_cpu_ms_per_stack']:.2f}, decode bound "
           f"{report['decode_bound_cpu_ms_per_stack']:.2f}), spatial {report['spatial_cpu_ms_per_frame']:.2f} ms/frame "
           f"(decode bound {report['decode_bound_cpu_ms_per_frame']:.2f})")
+    print(f"TF_CPU_ALLOCATOR_USE_BFC={report['tf_cpu_allocator_use_bfc']}, peak memory "
+          f"{report['peak_rss_mb']:.0f} MB")
     print(f"model.fit of a tiny model: ours {report['temporal_fit_stacks_per_s']:.1f} stacks/s, plain "
           f"PyDataset loader {report['plain_loader_stacks_per_s']:.1f} stacks/s   ratio "
           f"{report['temporal_ratio_to_plain_loader']:.2f}")
