@@ -330,8 +330,8 @@ def run(args):
         "naive_temporal_stacks_per_s": mean["naive"],
         "temporal_fit_stacks_per_s": mean["temporal_fit"],
     }
-    # Ratios: the median over rounds of each round's pair, measured back to back (the machine's speed can
-    # change by 2x between rounds; a ratio of means would mix those states).
+    # Ratios: the median over rounds of each round's pair, measured back to back (a shared machine's speed
+    # can change between rounds; a ratio of whole-run means would mix those states).
     per_round_ratios = {
         "temporal_ratio_to_bound": paired_ratios(results["temporal"], results["flow_bound"], 2 * STACK_LENGTH),
         "spatial_ratio_to_bound": paired_ratios(results["spatial"], results["rgb_bound"]),
