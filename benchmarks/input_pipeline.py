@@ -257,6 +257,12 @@ def rate_of_fit(model, data, seconds, warmup=3):
     return (len(stamps) - warmup) * BATCH / (stamps[-1] - stamps[warmup - 1])
 
 
+def in_round_order(items, round_number):
+    """`items` as they are in even rounds, reversed in odd ones, so that a drift in the machine's speed does
+    not always favour the one measured first."""
+    return items if round_number % 2 == 0 else items[::-1]
+
+
 def paired_ratios(rates, bounds, items_per_bound_unit=1):
     """Round by round, `rate / (bound / items_per_bound_unit)`: e.g. stacks/s over flow images/s ÷ 20."""
     return [rate / (bound / items_per_bound_unit) for rate, bound in zip(rates, bounds)]
@@ -285,6 +291,7 @@ def run(args):
         pool = multiprocessing.get_context("spawn").Pool(cores, initializer=_load_bytes,
                                                          initargs=(flow_files, rgb_files))
         import tensorflow as tf  # after the spawn pool: its workers need no TensorFlow
+        from two_stream_tf import allocator
         from two_stream_tf.data import pipelines
 
         common = dict(training=True, batch_size=BATCH, image_size=IMAGE_SIZE, seed=0, repeat=True)
@@ -303,17 +310,15 @@ def run(args):
                     ("rgb_bound", lambda: decode_bound(pool, "rgb", args.seconds, cores)),
                     ("spatial", lambda: rate_of_iterator(spatial_it, args.seconds)))
         for round_number in range(args.rounds):
-            # Each pipeline next to the bound it is divided by, so that the pair shares the machine's state, and
-            # every other round in reverse order, so that a drift in the machine's speed does not always
-            # favour the one measured first.
-            for key, measure in measures if round_number % 2 == 0 else measures[::-1]:
+            # Each pipeline next to the bound it is divided by, so that the pair shares the machine's state.
+            for key, measure in in_round_order(measures, round_number):
                 rate, seconds_per_item = measure()
                 settle()
                 results[key].append(rate)
                 cpu[key].append(seconds_per_item)
             if not args.skip_plain:
                 fits = (("plain", loader), ("temporal_fit", temporal))
-                for key, data in fits if round_number % 2 == 0 else fits[::-1]:
+                for key, data in in_round_order(fits, round_number):
                     results[key].append(rate_of_fit(model, data, args.seconds))
                     settle()
         pool.close()
@@ -350,7 +355,7 @@ def run(args):
     report.update(flow_images=args.flow_images, mean_flow_jpeg_bytes=sizes[0], mean_rgb_jpeg_bytes=sizes[1])
     # The host allocator TensorFlow used (importing two_stream_tf asks for the pooling one unless the variable
     # was set), and this process's peak memory: the pooling allocator keeps what it took.
-    report.update(tf_cpu_allocator_use_bfc=os.environ.get("TF_CPU_ALLOCATOR_USE_BFC"),
+    report.update(tf_cpu_allocator_use_bfc=os.environ.get(allocator.ENVIRONMENT_VARIABLE),
                   peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     report.update(cores=cores, rounds=args.rounds, videos=len(index), flow_pairs=len(flow_files) // 2,
                   rgb_frames=len(rgb_files), load_average=list(os.getloadavg()),
