@@ -1,0 +1,289 @@
+// TwoStreamFlowStacks: a batch of training flow stacks from their JPEG bytes in one pass per stack.
+//
+// For each sample: decode the crop window of its 2L planes with TensorFlow's own JPEG decoder (the one
+// behind tf.io.decode_and_crop_jpeg, same flags, so the same uint8 pixels), then mirror (and negate x),
+// interleave to channels last [x1, y1, ...], resize bilinearly with half-pixel centres and normalise,
+// writing each float straight into the batch. The TensorFlow-ops path (two_stream_tf.data.augment.
+// flow_view followed by tf.data's batch copy) makes four passes over each 4 MB stack; this makes one,
+// and it is the path the pipelines take when this file compiles (see __init__.py).
+//
+// Resize arithmetic follows TensorFlow's ResizeBilinear (half_pixel_centers): the same interpolation
+// weights, horizontal lerps then the vertical one. The affine normalisation is applied after the
+// interpolation instead of before it (it commutes up to float rounding, ~1e-7).
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
+
+#include "tensorflow/core/framework/op.h"
+#include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/shape_inference.h"
+#include "tensorflow/core/lib/jpeg/jpeg_mem.h"
+
+namespace two_stream_tf {
+namespace {
+
+using ::tensorflow::OpKernel;
+using ::tensorflow::OpKernelConstruction;
+using ::tensorflow::OpKernelContext;
+using ::tensorflow::Tensor;
+using ::tensorflow::TensorShape;
+using ::tensorflow::tstring;
+
+REGISTER_OP("TwoStreamFlowStacks")
+    .Input("contents: string")  // [N, 2L] JPEG bytes, planes in [x1, y1, x2, y2, ...] order
+    .Input("windows: int32")    // [N, 4] top, left, height, width of the crop window
+    .Input("flips: bool")       // [N] mirror the stack and negate x
+    .Input("keep: bool")        // [N] false: the sample is dropped later, write zeros, decode nothing
+    .Attr("image_size: int >= 1")
+    .Attr("low: float")         // value of quantised 0
+    .Attr("high: float")        // value of quantised 255
+    .Output("stacks: float")    // [N, image_size, image_size, 2L]
+    .SetShapeFn([](::tensorflow::shape_inference::InferenceContext* c) {
+      int size;
+      TF_RETURN_IF_ERROR(c->GetAttr("image_size", &size));
+      ::tensorflow::shape_inference::ShapeHandle contents;
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 2, &contents));
+      c->set_output(0, c->MakeShape({c->Dim(contents, 0), size, size, c->Dim(contents, 1)}));
+      return absl::OkStatus();
+    });
+
+struct Tap {
+  int lower, upper;
+  float lerp;
+};
+
+// TensorFlow's half-pixel-centre bilinear taps for one axis (resize_bilinear_op.cc).
+void ComputeTaps(int in_size, int out_size, std::vector<Tap>* taps) {
+  const float scale = static_cast<float>(in_size) / out_size;
+  taps->resize(out_size);
+  for (int i = 0; i < out_size; ++i) {
+    const float in = (static_cast<float>(i) + 0.5f) * scale - 0.5f;
+    const float in_f = std::floor(in);
+    (*taps)[i].lower = std::max(static_cast<int>(in_f), 0);
+    (*taps)[i].upper = std::min(static_cast<int>(std::ceil(in)), in_size - 1);
+    (*taps)[i].lerp = in - in_f;
+  }
+}
+
+// Interleaves row r of `planes` planes (plane k's row at src + k * plane_stride, `w` bytes) into
+// dst[x * planes + k]. This transpose is where the TensorFlow ops spent a per-byte loop; here 16 planes
+// at a time go through SSE2 unpacks (a 16x16 byte transpose), the rest 4 at a time, then one at a time.
+void InterleaveRow(const uint8_t* src, size_t plane_stride, int planes, int w, uint8_t* dst) {
+  int k0 = 0;
+#if defined(__SSE2__)
+  const int blocks = w / 16;
+  for (; k0 + 16 <= planes; k0 += 16) {
+    for (int b = 0; b < blocks; ++b) {
+      __m128i a[16], t[16], u[16], v[16];
+      for (int i = 0; i < 16; ++i)
+        a[i] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + (k0 + i) * plane_stride + b * 16));
+      for (int i = 0; i < 8; ++i) {  // t[2i], t[2i+1]: planes 2i, 2i+1 at columns 0-7, 8-15
+        t[2 * i] = _mm_unpacklo_epi8(a[2 * i], a[2 * i + 1]);
+        t[2 * i + 1] = _mm_unpackhi_epi8(a[2 * i], a[2 * i + 1]);
+      }
+      for (int g = 0; g < 4; ++g) {  // u[4g + j]: planes 4g..4g+3 at columns 4j..4j+3
+        u[4 * g + 0] = _mm_unpacklo_epi16(t[4 * g], t[4 * g + 2]);
+        u[4 * g + 1] = _mm_unpackhi_epi16(t[4 * g], t[4 * g + 2]);
+        u[4 * g + 2] = _mm_unpacklo_epi16(t[4 * g + 1], t[4 * g + 3]);
+        u[4 * g + 3] = _mm_unpackhi_epi16(t[4 * g + 1], t[4 * g + 3]);
+      }
+      for (int half = 0; half < 2; ++half) {  // v[8 half + c]: planes 8 half..8 half+7 at columns 2c, 2c+1
+        for (int j = 0; j < 4; ++j) {
+          v[8 * half + 2 * j] = _mm_unpacklo_epi32(u[8 * half + j], u[8 * half + 4 + j]);
+          v[8 * half + 2 * j + 1] = _mm_unpackhi_epi32(u[8 * half + j], u[8 * half + 4 + j]);
+        }
+      }
+      for (int c = 0; c < 8; ++c) {
+        uint8_t* column = dst + (b * 16 + 2 * c) * planes + k0;
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(column), _mm_unpacklo_epi64(v[c], v[8 + c]));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(column + planes), _mm_unpackhi_epi64(v[c], v[8 + c]));
+      }
+    }
+    for (int x = blocks * 16; x < w; ++x)
+      for (int k = k0; k < k0 + 16; ++k) dst[x * planes + k] = src[k * plane_stride + x];
+  }
+  for (; k0 + 4 <= planes; k0 += 4) {
+    for (int b = 0; b < blocks; ++b) {
+      __m128i a[4];
+      for (int i = 0; i < 4; ++i)
+        a[i] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + (k0 + i) * plane_stride + b * 16));
+      const __m128i t0 = _mm_unpacklo_epi8(a[0], a[1]), t1 = _mm_unpackhi_epi8(a[0], a[1]);
+      const __m128i t2 = _mm_unpacklo_epi8(a[2], a[3]), t3 = _mm_unpackhi_epi8(a[2], a[3]);
+      const __m128i u[4] = {_mm_unpacklo_epi16(t0, t2), _mm_unpackhi_epi16(t0, t2), _mm_unpacklo_epi16(t1, t3),
+                            _mm_unpackhi_epi16(t1, t3)};
+      for (int j = 0; j < 4; ++j) {
+        alignas(16) uint32_t words[4];
+        _mm_store_si128(reinterpret_cast<__m128i*>(words), u[j]);
+        for (int e = 0; e < 4; ++e) std::memcpy(dst + (b * 16 + 4 * j + e) * planes + k0, &words[e], 4);
+      }
+    }
+    for (int x = blocks * 16; x < w; ++x)
+      for (int k = k0; k < k0 + 4; ++k) dst[x * planes + k] = src[k * plane_stride + x];
+  }
+#endif
+  for (; k0 < planes; ++k0)
+    for (int x = 0; x < w; ++x) dst[x * planes + k0] = src[k0 * plane_stride + x];
+}
+
+class FlowStacksOp : public OpKernel {
+ public:
+  explicit FlowStacksOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("image_size", &size_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("low", &low_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("high", &high_));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& contents = ctx->input(0);
+    const Tensor& windows_in = ctx->input(1);
+    const int64_t count = contents.dim_size(0);
+    OP_REQUIRES(ctx, windows_in.dims() == 2 && windows_in.dim_size(0) == count && windows_in.dim_size(1) == 4 &&
+                         ctx->input(2).NumElements() == count && ctx->input(3).NumElements() == count,
+                absl::InvalidArgumentError("windows must be [N, 4] and flips, keep [N] for N stacks"));
+    const auto data = contents.matrix<tstring>();
+    const auto windows = windows_in.matrix<int32_t>();
+    const auto flips = ctx->input(2).flat<bool>();
+    const auto keep = ctx->input(3).flat<bool>();
+    const int planes = static_cast<int>(contents.dim_size(1)), size = size_, row_len = size_ * planes;
+    Tensor* output = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({count, size, size, planes}), &output));
+    float* out = output->flat<float>().data();
+    const int64_t stack_len = static_cast<int64_t>(size) * row_len;
+
+    // q -> low + q (high - low) / 255, written as (q - 127.5) / d + centre like augment.flow_view.
+    const float d = 127.5f / ((high_ - low_) / 2.0f), centre = (low_ + high_) / 2.0f;
+    std::vector<uint8_t> pixels, interleaved;
+    std::vector<float> top(row_len), bottom(row_len), scale(row_len), shift(row_len);
+    std::vector<Tap> xs, ys;
+    for (int64_t n = 0; n < count; ++n) {
+      float* stack = out + n * stack_len;
+      if (!keep(n)) {
+        std::fill(stack, stack + stack_len, 0.0f);
+        continue;
+      }
+      const int crop_y = windows(n, 0), crop_x = windows(n, 1), h = windows(n, 2), w = windows(n, 3);
+      OP_REQUIRES(ctx, h > 0 && w > 0, absl::InvalidArgumentError(absl::StrCat(
+                                           "stack ", n, ": empty crop window ", h, "x", w)));
+      const size_t plane_size = static_cast<size_t>(h) * w;
+      pixels.resize(plane_size * planes);
+      ::tensorflow::jpeg::UncompressFlags flags;
+      flags.components = 1;
+      flags.dct_method = JDCT_IFAST;  // tf.io.decode_and_crop_jpeg's default
+      flags.crop = true;
+      flags.crop_x = crop_x;
+      flags.crop_y = crop_y;
+      flags.crop_width = w;
+      flags.crop_height = h;
+      for (int k = 0; k < planes; ++k) {
+        const tstring& bytes = data(n, k);
+        uint8_t* target = pixels.data() + k * plane_size;
+        bool fits = true;
+        const uint8_t* decoded = ::tensorflow::jpeg::Uncompress(
+            bytes.data(), static_cast<int>(bytes.size()), flags, nullptr,
+            [&](int width, int height, int components) -> uint8_t* {
+              fits = width == w && height == h && components == 1;
+              return fits ? target : nullptr;
+            });
+        OP_REQUIRES(ctx, decoded != nullptr && fits,
+                    absl::InvalidArgumentError(absl::StrCat(
+                        "flow plane ", k, " of stack ", n, ": invalid JPEG data or crop window (top ", crop_y,
+                        ", left ", crop_x, ", height ", h, ", width ", w, ")")));
+      }
+
+      const bool flip = flips(n);
+      ComputeTaps(w, size, &xs);
+      ComputeTaps(h, size, &ys);
+      if (flip) {  // read the crop mirrored: output column x samples crop column w - 1 - source
+        for (Tap& tap : xs) {
+          tap.lower = w - 1 - tap.lower;
+          tap.upper = w - 1 - tap.upper;
+        }
+      }
+      // Per output channel: normalisation, and for mirrored stacks x -> 255 - x on the x planes.
+      for (int x = 0; x < size; ++x) {
+        for (int k = 0; k < planes; ++k) {
+          const bool negate = flip && k % 2 == 0;
+          scale[x * planes + k] = (negate ? -1.0f : 1.0f) / d;
+          shift[x * planes + k] = ((negate ? 255.0f : 0.0f) - 127.5f) / d + centre;
+        }
+      }
+      interleaved.resize(static_cast<size_t>(w) * planes);
+      auto horizontal = [&](int r, float* row) {  // source row r -> interleaved, horizontally resized
+        InterleaveRow(pixels.data() + static_cast<size_t>(r) * w, plane_size, planes, w, interleaved.data());
+        for (int x = 0; x < size; ++x) {
+          const uint8_t* lo = interleaved.data() + static_cast<size_t>(xs[x].lower) * planes;
+          const uint8_t* hi = interleaved.data() + static_cast<size_t>(xs[x].upper) * planes;
+          const float lerp = xs[x].lerp;
+          float* o = row + x * planes;
+          for (int k = 0; k < planes; ++k) {
+            const float a = lo[k], b = hi[k];
+            o[k] = a + (b - a) * lerp;
+          }
+        }
+      };
+      int top_row = -1, bottom_row = -1;  // source rows held in `top` and `bottom`
+      for (int y = 0; y < size; ++y) {
+        const int lo = ys[y].lower, hi = ys[y].upper;
+        if (lo != top_row) {
+          if (lo == bottom_row) {
+            std::swap(top, bottom);
+            std::swap(top_row, bottom_row);
+          } else {
+            horizontal(lo, top.data());
+            top_row = lo;
+          }
+        }
+        if (hi != bottom_row) {
+          if (hi == top_row) {
+            bottom = top;
+          } else {
+            horizontal(hi, bottom.data());
+          }
+          bottom_row = hi;
+        }
+        VerticalRow(top.data(), bottom.data(), scale.data(), shift.data(), ys[y].lerp, row_len,
+                    stack + static_cast<int64_t>(y) * row_len);
+      }
+    }
+#if defined(__SSE2__)
+    _mm_sfence();  // order the streaming stores before the batch is handed on
+#endif
+  }
+
+ private:
+  // out[i] = (t + (b - t) yl) scale + shift. The batch is far larger than the cache and is not read
+  // again here, so with AVX the row is written with streaming stores (no read for ownership).
+  static void VerticalRow(const float* t, const float* b, const float* scale, const float* shift, float yl,
+                          int len, float* out) {
+    int i = 0;
+#if defined(__AVX__)
+    if ((reinterpret_cast<uintptr_t>(out) & 31) == 0) {
+      const __m256 lerp = _mm256_set1_ps(yl);
+      for (; i + 8 <= len; i += 8) {
+        const __m256 tv = _mm256_loadu_ps(t + i), bv = _mm256_loadu_ps(b + i);
+        const __m256 value = _mm256_add_ps(tv, _mm256_mul_ps(_mm256_sub_ps(bv, tv), lerp));
+        _mm256_stream_ps(out + i, _mm256_add_ps(_mm256_mul_ps(value, _mm256_loadu_ps(scale + i)),
+                                                _mm256_loadu_ps(shift + i)));
+      }
+    }
+#endif
+    for (; i < len; ++i) out[i] = (t[i] + (b[i] - t[i]) * yl) * scale[i] + shift[i];
+  }
+
+  int size_;
+  float low_, high_;
+};
+
+REGISTER_KERNEL_BUILDER(Name("TwoStreamFlowStacks").Device(::tensorflow::DEVICE_CPU), FlowStacksOp);
+
+}  // namespace
+}  // namespace two_stream_tf
