@@ -174,8 +174,8 @@ def normalize_rgb(images, normalization):
     return images
 
 
-def _flow_range(normalization):
-    # Float values of quantised 0 and 255.
+def flow_range(normalization):
+    """The float values of quantised flow 0 and 255 under a normalisation: `(low, high)`."""
     return (-1.0, 1.0) if normalization == "symmetric" else (0.0, 255.0)
 
 
@@ -220,7 +220,7 @@ def flow_view(planes, flip, image_size, normalization="symmetric"):
     planes = tf.convert_to_tensor(planes, tf.uint8)
     shape = tf.shape(planes)
     flat = tf.reshape(planes, tf.concat([[-1], shape[-3:]], 0))
-    low, high = _flow_range(normalization)
+    low, high = flow_range(normalization)
     channels_last = _flow_channels_last(flat, tf.convert_to_tensor(flip, tf.bool), tf.constant(low, tf.float32),
                                         tf.constant(high, tf.float32))
     views = tf.reshape(resize(channels_last, image_size),

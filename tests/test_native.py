@@ -1,0 +1,151 @@
+"""The compiled flow-stack kernel: the same tensors as the TensorFlow-ops path, its errors, its fallback."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import cv2
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pipeline_helpers import index_videos, ramp, write_video
+from two_stream_tf.data import native, pipelines
+
+requires_compiler = pytest.mark.skipif(native.compiler() is None, reason="no C++ compiler to build the kernel")
+
+
+def batches(dataset):
+    return [tf.nest.map_structure(lambda t: t.numpy(), element) for element in dataset]
+
+
+@pytest.fixture(scope="module")
+def ramps(tmp_path_factory):
+    """4 videos of 12 frames, 60×80, ramps that differ by video; flow pair t = ramp(t)."""
+    root = tmp_path_factory.mktemp("native_ramps")
+    videos = [("v_A_g01_c01", 0), ("v_A_g02_c01", 0), ("v_B_g01_c01", 1), ("v_B_g02_c01", 1)]
+    for number, (video, label) in enumerate(videos):
+        write_video(str(root), video, 12, size=(60, 80), offset=30 * number)
+    return index_videos(str(root), videos)
+
+
+def build_both(make, monkeypatch, **kwargs):
+    """The batches of one pipeline built with the kernel and built with TensorFlow ops only."""
+    assert native.flow_stacks_op() is not None
+    with_kernel = batches(make(**kwargs))
+    monkeypatch.setenv(native.ENABLE_VARIABLE, "0")
+    try:
+        without = batches(make(**kwargs))
+    finally:
+        monkeypatch.delenv(native.ENABLE_VARIABLE)
+    return with_kernel, without
+
+
+@requires_compiler
+@pytest.mark.parametrize("options", [
+    dict(stack_length=10, image_size=48),
+    dict(stack_length=3, image_size=40, num_segments=3),
+    dict(stack_length=4, image_size=64, flow_normalization="none", scales=(1.0, 0.5), max_distort=2),
+])
+def test_kernel_matches_tensorflow_ops(ramps, monkeypatch, options):
+    with_kernel, without = build_both(pipelines.temporal_dataset, monkeypatch, index=ramps, training=True,
+                                      batch_size=3, seed=11, deterministic=True, repeat=3, **options)
+    assert len(with_kernel) == len(without) == 4
+    tolerance = 1e-5 * (255 if options.get("flow_normalization") == "none" else 1)
+    for (x, labels), (expected_x, expected_labels) in zip(with_kernel, without):
+        assert x.shape == expected_x.shape and x.dtype == np.float32
+        np.testing.assert_array_equal(labels, expected_labels)
+        np.testing.assert_allclose(x, expected_x, atol=tolerance, rtol=0)
+    assert np.ptp(np.concatenate([x for x, _ in with_kernel])) > 0.5  # real pictures, not zeros
+
+
+@requires_compiler
+def test_two_stream_flow_from_the_kernel_matches(ramps, monkeypatch):
+    with_kernel, without = build_both(pipelines.two_stream_dataset, monkeypatch, index=ramps, training=True,
+                                      batch_size=4, stack_length=2, image_size=32, num_segments=2, seed=5,
+                                      deterministic=True, repeat=2)
+    for (x, _), (expected, _) in zip(with_kernel, without):
+        np.testing.assert_array_equal(x["rgb"], expected["rgb"])
+        np.testing.assert_allclose(x["flow"], expected["flow"], atol=1e-5, rtol=0)
+
+
+def flow_jpegs(planes):
+    return tf.constant([[cv2.imencode(".jpg", plane, [cv2.IMWRITE_JPEG_QUALITY, 100])[1].tobytes()
+                         for plane in planes]])
+
+
+@requires_compiler
+def test_kernel_mirrors_and_negates_x_at_pixel_level():
+    # A stack whose x plane is the column ramp and y plane its complement; the window is the whole frame,
+    # resized 1:1, so every output pixel is a decoded pixel.
+    x_plane, y_plane = ramp(16, 32, 0), 255 - ramp(16, 32, 0)
+    op = native.flow_stacks_op()
+    contents = flow_jpegs([x_plane, y_plane])
+    window = tf.constant([[0, 0, 16, 32]])
+    kwargs = dict(image_size=32, low=0.0, high=255.0)
+    plain = op(contents, window, tf.constant([False]), tf.constant([True]), **kwargs)[0].numpy()
+    mirrored = op(contents, window, tf.constant([True]), tf.constant([True]), **kwargs)[0].numpy()
+    # The reference: TensorFlow's decoder (the kernel uses the same one, same DCT) and OpenCV's resize.
+    decoded = [cv2.resize(tf.io.decode_jpeg(c, dct_method="INTEGER_FAST")[..., 0].numpy().astype(np.float32),
+                          (32, 32), interpolation=cv2.INTER_LINEAR) for c in contents[0]]
+    np.testing.assert_allclose(plain[..., 0], decoded[0], atol=1e-3)
+    np.testing.assert_allclose(plain[..., 1], decoded[1], atol=1e-3)
+    np.testing.assert_allclose(mirrored[..., 0], 255 - plain[:, ::-1, 0], atol=1e-3)  # x -> 255 - x, mirrored
+    np.testing.assert_allclose(mirrored[..., 1], plain[:, ::-1, 1], atol=1e-3)  # y only mirrored
+    dropped = op(contents, window, tf.constant([True]), tf.constant([False]), **kwargs)
+    assert not np.any(dropped.numpy())
+
+
+@requires_compiler
+def test_kernel_names_the_plane_and_stack_of_a_bad_window():
+    op = native.flow_stacks_op()
+    contents = tf.concat([flow_jpegs([ramp(16, 32, 0)] * 2)] * 2, 0)
+    windows = tf.constant([[0, 0, 16, 32], [8, 20, 16, 32]])  # the second runs off the frame
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"flow plane 0 of stack 1: invalid JPEG data or crop "
+                                                             r"window \(top 8, left 20, height 16, width 32\)"):
+        op(contents, windows, tf.constant([False, False]), tf.constant([True, True]), image_size=8, low=-1.0,
+           high=1.0)
+
+
+def test_disabled_by_the_environment(monkeypatch):
+    monkeypatch.setenv(native.ENABLE_VARIABLE, "off")
+    assert not native.enabled() and native.flow_stacks_op() is None
+
+
+def test_a_failed_build_falls_back_to_tensorflow_ops(tmp_path):
+    # In a fresh process with an empty cache and a compiler that does not exist: one warning, no kernel,
+    # and the pipeline still gives flow stacks.
+    code = textwrap.dedent(f"""
+        import logging, sys
+        sys.path.insert(0, {os.path.dirname(__file__)!r})
+        logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+        from two_stream_tf.data import native, pipelines
+        from pipeline_helpers import index_videos, write_video
+        assert native.flow_stacks_op() is None
+        write_video({str(tmp_path / "frames")!r}, "v_A_g01_c01", 6)
+        index = index_videos({str(tmp_path / "frames")!r}, [("v_A_g01_c01", 0)])
+        x, _ = next(iter(pipelines.temporal_dataset(index, training=True, batch_size=1, stack_length=2,
+                                                    image_size=16, seed=0)))
+        print("shape", tuple(x.shape))
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                            env={**_environment(), native.CACHE_VARIABLE: str(tmp_path / "cache"),
+                                 "CXX": str(tmp_path / "no-such-compiler")})
+    assert result.returncode == 0, result.stderr
+    assert "shape (1, 16, 16, 4)" in result.stdout
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("two_stream_tf.data.native")]
+    assert len(warnings) == 1 and "using TensorFlow ops (no C++ compiler found" in warnings[0]
+
+
+def _environment():
+    return {key: value for key, value in os.environ.items() if key not in ("CXX", native.ENABLE_VARIABLE)}
+
+
+def test_cache_is_keyed_by_the_source(monkeypatch, tmp_path):
+    monkeypatch.setenv(native.CACHE_VARIABLE, str(tmp_path))
+    path = native.library_path()
+    assert path.name == "flow_stacks.so" and path.is_relative_to(tmp_path / "native")
+    changed = tmp_path / "flow_stacks.cc"
+    changed.write_text(native.SOURCE.read_text() + "\n// changed\n")
+    monkeypatch.setattr(native, "SOURCE", changed)
+    assert native.library_path() != path  # an upgraded kernel is built anew, not the stale one loaded
