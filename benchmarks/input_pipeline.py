@@ -21,7 +21,8 @@ within a round, between figures measured back to back:
 - a plain loader in the style of the older Keras implementations: a `keras.utils.PyDataset` reading the
   files with OpenCV, cropping, resizing and flipping with NumPy/OpenCV, `workers` = cores with
   multiprocessing, fed to `model.fit` of a tiny model; our temporal dataset is fed to the same model the
-  same way for `temporal_ratio_to_plain_loader`.
+  same way for `temporal_ratio_to_plain_loader` (these two in rounds of their own after the others: the
+  plain loader forks worker processes, which costs whatever runs next copy-on-write faults).
 
 `--json` prints one JSON object with the keys listed in `KEYS` (and a few more).
 """
