@@ -58,13 +58,22 @@ def _cpu_signature():
 
 
 def build_command(cxx, source, output):
-    """The compiler command line that builds `source` into the shared library `output`."""
+    """The compiler command line that builds `source` into the shared library `output`.
+
+    Raises:
+      RuntimeError: this TensorFlow has no `libtensorflow_cc` (which holds the JPEG decoder) to link.
+    """
     import tensorflow as tf
 
-    library_dir = tf.sysconfig.get_lib()
+    library_dir = pathlib.Path(tf.sysconfig.get_lib())
+    # The JPEG decoder the kernel calls lives in libtensorflow_cc, which get_link_flags() does not name.
+    libraries = [library_dir / name for name in ("libtensorflow_cc.so.2", "libtensorflow_cc.2.dylib")]
+    library = next((path for path in libraries if path.exists()), None)
+    if library is None:
+        raise RuntimeError(f"no libtensorflow_cc in {library_dir}")
     flags = ["-std=c++17", "-O3", "-march=native", "-fPIC", "-shared", "-w"]
     return ([cxx, *flags, str(source), "-o", str(output), *tf.sysconfig.get_compile_flags(),
-             *tf.sysconfig.get_link_flags(), "-l:libtensorflow_cc.so.2", f"-Wl,-rpath,{library_dir}"])
+             *tf.sysconfig.get_link_flags(), str(library), f"-Wl,-rpath,{library_dir}"])
 
 
 def library_path():
