@@ -21,8 +21,8 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["two_stream_tf", "two_stream_tf.*"]),
-    # The flow-stack kernel's source: compiled against the installed TensorFlow on first use.
-    package_data={"two_stream_tf.data.native": ["flow_stacks.cc"]},
+    # The training-view kernels' source: compiled against the installed TensorFlow on first use.
+    package_data={"two_stream_tf.data.native": ["views.cc"]},
     install_requires=[
         "tensorflow>=2.16",
         "keras>=3.0",

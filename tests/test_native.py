@@ -1,4 +1,4 @@
-"""The compiled flow-stack kernel: the same tensors as the TensorFlow-ops path, its errors, its fallback."""
+"""The compiled training-view kernels: the same tensors as the TensorFlow-ops path, their errors, the fallback."""
 import os
 import subprocess
 import sys
@@ -12,7 +12,7 @@ import tensorflow as tf
 from pipeline_helpers import index_videos, ramp, write_video
 from two_stream_tf.data import native, pipelines
 
-requires_compiler = pytest.mark.skipif(native.compiler() is None, reason="no C++ compiler to build the kernel")
+requires_compiler = pytest.mark.skipif(native.compiler() is None, reason="no C++ compiler to build the kernels")
 
 
 def batches(dataset):
@@ -31,7 +31,7 @@ def ramps(tmp_path_factory):
 
 def build_both(make, monkeypatch, **kwargs):
     """The batches of one pipeline built with the kernel and built with TensorFlow ops only."""
-    assert native.flow_stacks_op() is not None
+    assert native.flow_stacks_op() is not None and native.rgb_views_op() is not None
     with_kernel = batches(make(**kwargs))
     monkeypatch.setenv(native.ENABLE_VARIABLE, "0")
     try:
@@ -65,8 +65,34 @@ def test_two_stream_flow_from_the_kernel_matches(ramps, monkeypatch):
                                       batch_size=4, stack_length=2, image_size=32, num_segments=2, seed=5,
                                       deterministic=True, repeat=2)
     for (x, _), (expected, _) in zip(with_kernel, without):
-        np.testing.assert_array_equal(x["rgb"], expected["rgb"])
+        np.testing.assert_allclose(x["rgb"], expected["rgb"], atol=1e-5, rtol=0)
         np.testing.assert_allclose(x["flow"], expected["flow"], atol=1e-5, rtol=0)
+
+
+@requires_compiler
+@pytest.mark.parametrize("options", [
+    dict(rgb_normalization="tf", image_size=48),
+    dict(rgb_normalization="torch", image_size=40, num_segments=3),
+    dict(rgb_normalization="caffe", image_size=96, scales=(1.0, 0.5), max_distort=2),
+    dict(rgb_normalization="none", image_size=64),
+])
+def test_rgb_kernel_matches_tensorflow_ops(ramps, monkeypatch, options):
+    with_kernel, without = build_both(pipelines.spatial_dataset, monkeypatch, index=ramps, training=True,
+                                      batch_size=3, seed=4, deterministic=True, repeat=3, **options)
+    assert len(with_kernel) == len(without) == 4
+    scale = 255 if options["rgb_normalization"] in ("caffe", "none") else 1
+    for (x, labels), (expected_x, expected_labels) in zip(with_kernel, without):
+        assert x.shape == expected_x.shape and x.dtype == np.float32
+        np.testing.assert_array_equal(labels, expected_labels)
+        np.testing.assert_allclose(x, expected_x, atol=1e-5 * scale, rtol=0)
+
+
+def test_a_callable_normalisation_keeps_tensorflow_ops(ramps):
+    # The kernel knows only the named affine normalisations; a callable runs on TensorFlow's output.
+    dataset = pipelines.spatial_dataset(ramps, training=True, batch_size=4, image_size=16, seed=0,
+                                        rgb_normalization=lambda images: images * 0.0 + 7.0)
+    x, _ = next(iter(dataset))
+    np.testing.assert_array_equal(x.numpy(), 7.0)
 
 
 def flow_jpegs(planes):
@@ -97,6 +123,32 @@ def test_kernel_mirrors_and_negates_x_at_pixel_level():
 
 
 @requires_compiler
+@pytest.mark.parametrize("bgr", [False, True])
+def test_rgb_kernel_mirrors_and_orders_channels_at_pixel_level(bgr):
+    # Red is the column ramp, green its complement, blue constant; resized 1:1 horizontally.
+    red = ramp(16, 32, 0)
+    image = np.stack([red, 255 - red, np.full_like(red, 90)], axis=-1)
+    contents = tf.constant([cv2.imencode(".jpg", image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 100])[1].tobytes()])
+    op = native.rgb_views_op()
+    kwargs = dict(image_size=32, scale=[1.0, 0.5, 2.0], shift=[0.0, 10.0, -1.0], bgr=bgr)
+    window = tf.constant([[0, 0, 16, 32]])
+    plain = op(contents, window, tf.constant([False]), tf.constant([True]), **kwargs)[0].numpy()
+    mirrored = op(contents, window, tf.constant([True]), tf.constant([True]), **kwargs)[0].numpy()
+    decoded = tf.io.decode_jpeg(contents[0], dct_method="INTEGER_FAST").numpy().astype(np.float32)
+    reference = cv2.resize(decoded, (32, 32), interpolation=cv2.INTER_LINEAR)
+    if bgr:
+        reference = reference[..., ::-1]
+    expected = reference * np.float32([1.0, 0.5, 2.0]) + np.float32([0.0, 10.0, -1.0])
+    np.testing.assert_allclose(plain, expected, atol=1e-3)
+    np.testing.assert_allclose(mirrored, plain[:, ::-1], atol=1e-3)  # mirrored, channels untouched
+    dropped = op(contents, window, tf.constant([True]), tf.constant([False]), **kwargs)
+    assert not np.any(dropped.numpy())
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"RGB frame 0: invalid JPEG data or crop window "
+                                                             r"\(top 4, left 0, height 16, width 32\)"):
+        op(contents, tf.constant([[4, 0, 16, 32]]), tf.constant([False]), tf.constant([True]), **kwargs)
+
+
+@requires_compiler
 def test_kernel_names_the_plane_and_stack_of_a_bad_window():
     op = native.flow_stacks_op()
     contents = tf.concat([flow_jpegs([ramp(16, 32, 0)] * 2)] * 2, 0)
@@ -109,7 +161,7 @@ def test_kernel_names_the_plane_and_stack_of_a_bad_window():
 
 def test_disabled_by_the_environment(monkeypatch):
     monkeypatch.setenv(native.ENABLE_VARIABLE, "off")
-    assert not native.enabled() and native.flow_stacks_op() is None
+    assert not native.enabled() and native.flow_stacks_op() is None and native.rgb_views_op() is None
 
 
 def test_a_failed_build_falls_back_to_tensorflow_ops(tmp_path):
@@ -144,8 +196,8 @@ def _environment():
 def test_cache_is_keyed_by_the_source(monkeypatch, tmp_path):
     monkeypatch.setenv(native.CACHE_VARIABLE, str(tmp_path))
     path = native.library_path()
-    assert path.name == "flow_stacks.so" and path.is_relative_to(tmp_path / "native")
-    changed = tmp_path / "flow_stacks.cc"
+    assert path.name == "views.so" and path.is_relative_to(tmp_path / "native")
+    changed = tmp_path / "views.cc"
     changed.write_text(native.SOURCE.read_text() + "\n// changed\n")
     monkeypatch.setattr(native, "SOURCE", changed)
     assert native.library_path() != path  # an upgraded kernel is built anew, not the stale one loaded

@@ -174,6 +174,24 @@ def normalize_rgb(images, normalization):
     return images
 
 
+def rgb_affine(normalization):
+    """A named RGB normalisation as `(scale, shift, bgr)`: `out[c] = v[c'] * scale[c] + shift[c]` of float
+    RGB 0..255, where `c' = 2 - c` when `bgr` (channels reversed, as "caffe" does) and `c' = c` otherwise.
+    None for a callable. The compiled RGB kernel applies it after resizing; `normalize_rgb` is the
+    reference."""
+    check_rgb_normalization(normalization)
+    if callable(normalization):
+        return None
+    if normalization == "tf":
+        return (1.0 / 127.5,) * 3, (-1.0,) * 3, False
+    if normalization == "torch":
+        return (tuple(1.0 / (255.0 * s) for s in _IMAGENET_STD),
+                tuple(-m / s for m, s in zip(_IMAGENET_MEAN, _IMAGENET_STD)), False)
+    if normalization == "caffe":
+        return (1.0,) * 3, tuple(-m for m in _CAFFE_MEAN_BGR), True
+    return (1.0,) * 3, (0.0,) * 3, False
+
+
 def flow_range(normalization):
     """The float values of quantised flow 0 and 255 under a normalisation: `(low, high)`."""
     return (-1.0, 1.0) if normalization == "symmetric" else (0.0, 255.0)

@@ -3,9 +3,10 @@
     index ─► epoch of videos (shuffled, sharded) ─► snippet starts ─► locate the sampled files ─► read
           ─► check ─► decode (training: only the crop window) ─► mirror / normalise / resize ─► batch
 
-Training flow stacks are made per batch by a compiled kernel when it builds here
-(`two_stream_tf.data.native`: crop-window decode, mirror, interleave, resize and normalise in one pass,
-straight into the batch) and by TensorFlow ops otherwise; both give the same tensors (within ~1e-6).
+Training views (flow stacks, and RGB frames with a named normalisation) are made per batch by compiled
+kernels when they build here (`two_stream_tf.data.native`: crop-window decode, mirror, interleave,
+resize and normalise in one pass, straight into the batch) and by TensorFlow ops otherwise; both give
+the same tensors (within ~1e-6 relative).
 
 The three public functions take a frame-folder `DatasetIndex` (`two_stream_tf.data.index`) or a packed
 `PackedIndex` (`two_stream_tf.data.tfrecord`); both give the same tensors for the same seed.
@@ -61,6 +62,7 @@ class _Spec:
     max_distort: int
     more_fixed_crops: bool
     native_flow: object  # the compiled flow-stack op when training flow stacks are made by it, else None
+    native_rgb: object  # the compiled RGB-view op when training RGB views are made by it, else None
 
     def channels(self, stream):
         return 3 if stream == "rgb" else 2 * self.stack_length
@@ -162,12 +164,15 @@ def _spec(streams, training, image_size, num_segments, crops, num_snippets, stac
     if seed is None:
         seed = 0 if deterministic else random.SystemRandom().randrange(2 ** 31)
     native_flow = native.flow_stacks_op() if training and "flow" in streams else None
+    rgb_named = "rgb" in streams and augment.rgb_affine(rgb_normalization) is not None  # not a callable
+    native_rgb = native.rgb_views_op() if training and rgb_named else None
     return _Spec(streams=streams, training=bool(training), image_size=int(image_size),
                  num_segments=None if num_segments is None else int(num_segments), crops=int(crops),
                  num_snippets=int(num_snippets), stack_length=int(stack_length),
                  rgb_normalization=rgb_normalization, flow_normalization=flow_normalization, seed=int(seed),
                  strict=bool(strict), scales=tuple(float(s) for s in scales), max_distort=int(max_distort),
-                 more_fixed_crops=bool(more_fixed_crops), native_flow=native_flow)
+                 more_fixed_crops=bool(more_fixed_crops), native_flow=native_flow,
+                 native_rgb=native_rgb)
 
 
 def _plain(function):
@@ -227,10 +232,10 @@ def _dataset(index, spec, batch_size, deterministic, input_context, repeat, shuf
     # while it is still in cache. Samples with a corrupt file are dropped from their batch afterwards (the
     # batch is one smaller), so the common case pays nothing for the check.
     batches = samples.batch(batch_size)
-    if spec.native_flow is not None:
-        # The compiled kernel decodes a whole batch of flow stacks straight into the batch tensor (one
-        # pass over each stack instead of four); batches run in parallel, one per core.
-        batches = batches.map(_plain(lambda x, label, names, complete: _native_flow_batch(
+    if any(_native(spec, stream) for stream in spec.streams):
+        # The compiled kernels decode a whole batch of views straight into the batch tensor (one pass over
+        # each view instead of four); batches run in parallel, one per core.
+        batches = batches.map(_plain(lambda x, label, names, complete: _native_batch(
             spec, x, label, names, complete)), num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     batches = batches.map(_plain(lambda x, label, names, complete: _finish_batch(
         spec, x, label, names, complete, stats)))
@@ -262,22 +267,29 @@ def _finish_batch(spec, x, label, names, complete, stats):
     return tf.cond(tf.reduce_all(keep), lambda: (x, label), drop)
 
 
-def _native_flow_batch(spec, x, label, names, complete):
-    """Per batch: the flow entry `{"contents", "window", "flip"}` of each sample -> its float stacks."""
-    pending = x["flow"]
-    contents = pending["contents"]  # (B, [S,] 2L)
+def _native_batch(spec, x, label, names, complete):
+    """Per batch: each natively made stream's pending entry `{"contents", "window", "flip"}` -> its views."""
     segments = spec.num_segments or 1
-    planes = 2 * spec.stack_length
     # Corrupt samples (dropped next) decode nothing: their files failed the check, their window is zeros.
-    keep = tf.reduce_all(complete, axis=1)
-    low, high = augment.flow_range(spec.flow_normalization)
-    stacks = spec.native_flow(
-        tf.reshape(contents, [-1, planes]), tf.repeat(pending["window"], segments, axis=0),
-        tf.repeat(pending["flip"], segments), tf.repeat(keep, segments), image_size=spec.image_size,
-        low=low, high=high)
-    view = [spec.image_size, spec.image_size, planes]
-    shape = [-1, *view] if spec.num_segments is None else [-1, segments, *view]
-    return {**x, "flow": tf.reshape(stacks, shape)}, label, names, complete
+    keep = tf.repeat(tf.reduce_all(complete, axis=1), segments)
+    views = dict(x)
+    for stream in spec.streams:
+        if not _native(spec, stream):
+            continue
+        pending = x[stream]  # contents (B, [S,] 2L) for flow, (B, [S]) for rgb
+        windows = tf.repeat(pending["window"], segments, axis=0)
+        flips = tf.repeat(pending["flip"], segments)
+        if stream == "flow":
+            low, high = augment.flow_range(spec.flow_normalization)
+            made = spec.native_flow(tf.reshape(pending["contents"], [-1, spec.channels(stream)]), windows, flips,
+                                    keep, image_size=spec.image_size, low=low, high=high)
+        else:
+            scale, shift, bgr = augment.rgb_affine(spec.rgb_normalization)
+            made = spec.native_rgb(tf.reshape(pending["contents"], [-1]), windows, flips, keep,
+                                   image_size=spec.image_size, scale=scale, shift=shift, bgr=bgr)
+        view = [spec.image_size, spec.image_size, spec.channels(stream)]
+        views[stream] = tf.reshape(made, [-1, *view] if spec.num_segments is None else [-1, segments, *view])
+    return views, label, names, complete
 
 
 # --- Training samples ---------------------------------------------------------------------------------------
@@ -299,7 +311,7 @@ def _train_sample(spec, source, video):
         for stream in spec.streams:
             flat = tf.reshape(data[stream], [-1])
             crop = window(stream, flat[0])
-            if _native(spec, stream):  # decoded per batch by `_native_flow_batch`
+            if _native(spec, stream):  # decoded per batch by `_native_batch`
                 views[stream] = crop
             else:
                 views[stream] = _stream_views(spec, stream, decode_frames(flat, _channels(stream), crop), flip)
@@ -321,7 +333,7 @@ def _train_sample(spec, source, video):
 
 
 def _native(spec, stream):
-    return stream == "flow" and spec.native_flow is not None
+    return (spec.native_flow if stream == "flow" else spec.native_rgb) is not None
 
 
 def _stream_views(spec, stream, frames, flip):

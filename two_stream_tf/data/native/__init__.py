@@ -1,14 +1,14 @@
-"""The pipelines' compiled flow-stack kernel: built on first use, cached, and optional.
+"""The pipelines' compiled training-view kernels: built on first use, cached, and optional.
 
-`flow_stacks_op()` returns the `TwoStreamFlowStacks` op (see `flow_stacks.cc`), compiling it the first
-time with the C++ compiler (`$CXX`, else `g++` or `c++`) against the installed TensorFlow's headers and
-libraries, which every TensorFlow wheel ships for custom ops. The shared library is cached in
+`flow_stacks_op()` and `rgb_views_op()` return the `TwoStreamFlowStacks` and `TwoStreamRgbViews` ops (see
+`views.cc`), compiling them the first time with the C++ compiler (`$CXX`, else `g++` or `c++`) against
+the installed TensorFlow's headers and libraries, which every TensorFlow wheel ships for custom ops. The shared library is cached in
 `$TWO_STREAM_TF_CACHE` (default `~/.cache/two_stream_tf`), keyed by the source, the TensorFlow version and
 the CPU (it is built with `-march=native`), so later processes load it in milliseconds. It is compiled
 on the machine that runs it rather than shipped prebuilt because a custom op must match the exact
 TensorFlow build it loads into.
 
-When there is no compiler, the build fails, or `TWO_STREAM_TF_NATIVE=0` is set, it returns None (with
+When there is no compiler, the build fails, or `TWO_STREAM_TF_NATIVE=0` is set, they return None (with
 one logged warning when a build was attempted and failed) and the pipelines use TensorFlow ops for the
 same tensors (within float rounding, ~1e-6). Processes that run a pipeline's graph elsewhere — tf.data
 service workers — load it too (`two-stream data-service worker` does).
@@ -25,7 +25,7 @@ import threading
 
 logger = logging.getLogger(__name__)
 
-SOURCE = pathlib.Path(__file__).with_name("flow_stacks.cc")
+SOURCE = pathlib.Path(__file__).with_name("views.cc")
 ENABLE_VARIABLE = "TWO_STREAM_TF_NATIVE"
 CACHE_VARIABLE = "TWO_STREAM_TF_CACHE"
 
@@ -83,7 +83,7 @@ def library_path():
     key = hashlib.sha256(b"\0".join([SOURCE.read_bytes(), tf.__version__.encode(), tf.sysconfig.get_lib().encode(),
                                      platform.machine().encode(), _cpu_signature().encode()])).hexdigest()[:16]
     cache = pathlib.Path(os.environ.get(CACHE_VARIABLE) or pathlib.Path.home() / ".cache" / "two_stream_tf")
-    return cache / "native" / key / "flow_stacks.so"
+    return cache / "native" / key / "views.so"
 
 
 def build(output):
@@ -110,18 +110,35 @@ def build(output):
 
 
 def flow_stacks_op():
-    """The `TwoStreamFlowStacks` op as a Python function, or None when it cannot be used here.
+    """The `TwoStreamFlowStacks` op as a Python function, or None when the kernels cannot be used here.
 
     The op: `(contents string [N, 2L], windows int32 [N, 4], flips bool [N], keep bool [N], image_size,
     low, high) -> float32 [N, image_size, image_size, 2L]`, the training view of each stack as
     `augment.flow_view` makes it (zeros where `keep` is false).
     """
+    library = _library()
+    return None if library is None else library.two_stream_flow_stacks
+
+
+def rgb_views_op():
+    """The `TwoStreamRgbViews` op as a Python function, or None when the kernels cannot be used here.
+
+    The op: `(contents string [N], windows int32 [N, 4], flips bool [N], keep bool [N], image_size,
+    scale, shift, bgr) -> float32 [N, image_size, image_size, 3]`, the training view of each frame as
+    `augment.rgb_view` makes it for a normalisation `out = v * scale[c] + shift[c]` of the resized 0..255
+    values (in B, G, R order when `bgr`; see `augment.rgb_affine`), zeros where `keep` is false.
+    """
+    library = _library()
+    return None if library is None else library.two_stream_rgb_views
+
+
+def _library():
     if not enabled():
         return None
     with _lock:
-        if "op" not in _loaded:
-            _loaded["op"] = _load()
-        return _loaded["op"]
+        if "library" not in _loaded:
+            _loaded["library"] = _load()
+        return _loaded["library"]
 
 
 def _load():
@@ -130,15 +147,15 @@ def _load():
     try:
         path = library_path()
         if not path.exists():
-            logger.info("compiling the flow-stack kernel into %s (once per TensorFlow version and CPU)", path)
+            logger.info("compiling the training-view kernels into %s (once per TensorFlow version and CPU)", path)
             build(path)
-        return tf.load_op_library(str(path)).two_stream_flow_stacks
+        return tf.load_op_library(str(path))
     except Exception as error:  # any failure leaves the TensorFlow-ops path, which gives the same tensors
-        logger.warning("the compiled flow-stack kernel is not available, using TensorFlow ops (%s)", error)
+        logger.warning("the compiled training-view kernels are not available, using TensorFlow ops (%s)", error)
         return None
 
 
 def forget():
-    """Forgets the loaded op, so that the next `flow_stacks_op()` looks again (tests)."""
+    """Forgets the loaded kernels, so that the next `flow_stacks_op()` looks again (tests)."""
     with _lock:
         _loaded.clear()

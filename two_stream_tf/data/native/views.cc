@@ -1,11 +1,12 @@
-// TwoStreamFlowStacks: a batch of training flow stacks from their JPEG bytes in one pass per stack.
+// Training views made per batch from their JPEG bytes, in one pass per view:
 //
-// For each sample: decode the crop window of its 2L planes with TensorFlow's own JPEG decoder (the one
-// behind tf.io.decode_and_crop_jpeg, same flags, so the same uint8 pixels), then mirror (and negate x),
-// interleave to channels last [x1, y1, ...], resize bilinearly with half-pixel centres and normalise,
-// writing each float straight into the batch. The TensorFlow-ops path (two_stream_tf.data.augment.
-// flow_view followed by tf.data's batch copy) makes four passes over each 4 MB stack; this makes one,
-// and it is the path the pipelines take when this file compiles (see __init__.py).
+// TwoStreamFlowStacks: for each stack, decode the crop window of its 2L planes with TensorFlow's own JPEG
+// decoder (the one behind tf.io.decode_and_crop_jpeg, same flags, so the same uint8 pixels), then mirror
+// (and negate x), interleave to channels last [x1, y1, ...], resize bilinearly with half-pixel centres
+// and normalise, writing each float straight into the batch. The TensorFlow-ops path (two_stream_tf.
+// data.augment.flow_view followed by tf.data's batch copy) makes four passes over each 4 MB stack.
+// TwoStreamRgbViews: the same for one RGB frame per view (augment.rgb_view), normalised per channel.
+// The pipelines take these ops when this file compiles (see __init__.py).
 //
 // Resize arithmetic follows TensorFlow's ResizeBilinear (half_pixel_centers): the same interpolation
 // weights, horizontal lerps then the vertical one. The affine normalisation is applied after the
@@ -18,6 +19,9 @@
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
+#endif
+#if defined(__SSE4_1__)
+#include <smmintrin.h>
 #endif
 #if defined(__AVX__)
 #include <immintrin.h>
@@ -53,6 +57,25 @@ REGISTER_OP("TwoStreamFlowStacks")
       ::tensorflow::shape_inference::ShapeHandle contents;
       TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 2, &contents));
       c->set_output(0, c->MakeShape({c->Dim(contents, 0), size, size, c->Dim(contents, 1)}));
+      return absl::OkStatus();
+    });
+
+REGISTER_OP("TwoStreamRgbViews")
+    .Input("contents: string")  // [N] JPEG bytes of RGB frames
+    .Input("windows: int32")    // [N, 4] top, left, height, width of the crop window
+    .Input("flips: bool")       // [N] mirror the view
+    .Input("keep: bool")        // [N] false: the sample is dropped later, write zeros, decode nothing
+    .Attr("image_size: int >= 1")
+    .Attr("scale: list(float)")  // per output channel: out = value * scale + shift
+    .Attr("shift: list(float)")
+    .Attr("bgr: bool = false")  // output channels in B, G, R order
+    .Output("views: float")     // [N, image_size, image_size, 3]
+    .SetShapeFn([](::tensorflow::shape_inference::InferenceContext* c) {
+      int size;
+      TF_RETURN_IF_ERROR(c->GetAttr("image_size", &size));
+      ::tensorflow::shape_inference::ShapeHandle contents;
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 1, &contents));
+      c->set_output(0, c->MakeShape({c->Dim(contents, 0), size, size, 3}));
       return absl::OkStatus();
     });
 
@@ -163,6 +186,89 @@ inline void HorizontalLerp(const uint8_t* lo, const uint8_t* hi, float lerp, int
   }
 }
 
+// out[i] = (t + (b - t) yl) scale + shift. The batch is far larger than the cache and is not read
+// again here, so with AVX the row is written with streaming stores (no read for ownership).
+void VerticalRow(const float* t, const float* b, const float* scale, const float* shift, float yl, int len,
+                 float* out) {
+  int i = 0;
+#if defined(__AVX__)
+  if ((reinterpret_cast<uintptr_t>(out) & 31) == 0) {
+    const __m256 lerp = _mm256_set1_ps(yl);
+    for (; i + 8 <= len; i += 8) {
+      const __m256 tv = _mm256_loadu_ps(t + i), bv = _mm256_loadu_ps(b + i);
+      const __m256 value = _mm256_add_ps(tv, _mm256_mul_ps(_mm256_sub_ps(bv, tv), lerp));
+      _mm256_stream_ps(out + i, _mm256_add_ps(_mm256_mul_ps(value, _mm256_loadu_ps(scale + i)),
+                                              _mm256_loadu_ps(shift + i)));
+    }
+  }
+#endif
+  for (; i < len; ++i) out[i] = (t[i] + (b[i] - t[i]) * yl) * scale[i] + shift[i];
+}
+
+// Output rows y = 0..size-1 of a view, each the vertical lerp of two horizontally resized source rows
+// (made by `horizontal(source_row, float* row)`), normalised by `scale` and `shift` per row element.
+// Consecutive output rows mostly share their source rows, so the two last ones are kept.
+template <typename Horizontal>
+void ResizeRows(const std::vector<Tap>& ys, int row_len, const float* scale, const float* shift,
+                const Horizontal& horizontal, std::vector<float>* top, std::vector<float>* bottom, float* out) {
+  int top_row = -1, bottom_row = -1;  // source rows held in `top` and `bottom`
+  for (size_t y = 0; y < ys.size(); ++y) {
+    const int lo = ys[y].lower, hi = ys[y].upper;
+    if (lo != top_row) {
+      if (lo == bottom_row) {
+        std::swap(*top, *bottom);
+        std::swap(top_row, bottom_row);
+      } else {
+        horizontal(lo, top->data());
+        top_row = lo;
+      }
+    }
+    if (hi != bottom_row) {
+      if (hi == top_row) {
+        *bottom = *top;
+      } else {
+        horizontal(hi, bottom->data());
+      }
+      bottom_row = hi;
+    }
+    VerticalRow(top->data(), bottom->data(), scale, shift, ys[y].lerp, row_len, out + y * row_len);
+  }
+}
+
+// Decodes the window (top, left, height, width) of a JPEG into `target` (height x width x components),
+// with the flags tf.io.decode_and_crop_jpeg uses by default, so the pixels are the same.
+bool DecodeWindow(const tstring& bytes, int components, int top, int left, int height, int width,
+                  uint8_t* target) {
+  ::tensorflow::jpeg::UncompressFlags flags;
+  flags.components = components;
+  flags.dct_method = JDCT_IFAST;
+  flags.crop = true;
+  flags.crop_x = left;
+  flags.crop_y = top;
+  flags.crop_width = width;
+  flags.crop_height = height;
+  bool fits = true;
+  const uint8_t* decoded = ::tensorflow::jpeg::Uncompress(
+      bytes.data(), static_cast<int>(bytes.size()), flags, nullptr,
+      [&](int w, int h, int c) -> uint8_t* {
+        fits = w == width && h == height && c == components;
+        return fits ? target : nullptr;
+      });
+  return decoded != nullptr && fits;
+}
+
+// The horizontal taps of a view, read mirrored when `flip`: output column x samples crop column
+// w - 1 - source.
+void HorizontalTaps(int w, int size, bool flip, std::vector<Tap>* xs) {
+  ComputeTaps(w, size, xs);
+  if (flip) {
+    for (Tap& tap : *xs) {
+      tap.lower = w - 1 - tap.lower;
+      tap.upper = w - 1 - tap.upper;
+    }
+  }
+}
+
 class FlowStacksOp : public OpKernel {
  public:
   explicit FlowStacksOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
@@ -204,39 +310,16 @@ class FlowStacksOp : public OpKernel {
                                            "stack ", n, ": empty crop window ", h, "x", w)));
       const size_t plane_size = static_cast<size_t>(h) * w;
       pixels.resize(plane_size * planes);
-      ::tensorflow::jpeg::UncompressFlags flags;
-      flags.components = 1;
-      flags.dct_method = JDCT_IFAST;  // tf.io.decode_and_crop_jpeg's default
-      flags.crop = true;
-      flags.crop_x = crop_x;
-      flags.crop_y = crop_y;
-      flags.crop_width = w;
-      flags.crop_height = h;
       for (int k = 0; k < planes; ++k) {
-        const tstring& bytes = data(n, k);
-        uint8_t* target = pixels.data() + k * plane_size;
-        bool fits = true;
-        const uint8_t* decoded = ::tensorflow::jpeg::Uncompress(
-            bytes.data(), static_cast<int>(bytes.size()), flags, nullptr,
-            [&](int width, int height, int components) -> uint8_t* {
-              fits = width == w && height == h && components == 1;
-              return fits ? target : nullptr;
-            });
-        OP_REQUIRES(ctx, decoded != nullptr && fits,
+        OP_REQUIRES(ctx, DecodeWindow(data(n, k), 1, crop_y, crop_x, h, w, pixels.data() + k * plane_size),
                     absl::InvalidArgumentError(absl::StrCat(
                         "flow plane ", k, " of stack ", n, ": invalid JPEG data or crop window (top ", crop_y,
                         ", left ", crop_x, ", height ", h, ", width ", w, ")")));
       }
 
       const bool flip = flips(n);
-      ComputeTaps(w, size, &xs);
+      HorizontalTaps(w, size, flip, &xs);
       ComputeTaps(h, size, &ys);
-      if (flip) {  // read the crop mirrored: output column x samples crop column w - 1 - source
-        for (Tap& tap : xs) {
-          tap.lower = w - 1 - tap.lower;
-          tap.upper = w - 1 - tap.upper;
-        }
-      }
       // Per output channel: normalisation, and for mirrored stacks x -> 255 - x on the x planes.
       for (int x = 0; x < size; ++x) {
         for (int k = 0; k < planes; ++k) {
@@ -254,29 +337,7 @@ class FlowStacksOp : public OpKernel {
                          row + x * planes);
         }
       };
-      int top_row = -1, bottom_row = -1;  // source rows held in `top` and `bottom`
-      for (int y = 0; y < size; ++y) {
-        const int lo = ys[y].lower, hi = ys[y].upper;
-        if (lo != top_row) {
-          if (lo == bottom_row) {
-            std::swap(top, bottom);
-            std::swap(top_row, bottom_row);
-          } else {
-            horizontal(lo, top.data());
-            top_row = lo;
-          }
-        }
-        if (hi != bottom_row) {
-          if (hi == top_row) {
-            bottom = top;
-          } else {
-            horizontal(hi, bottom.data());
-          }
-          bottom_row = hi;
-        }
-        VerticalRow(top.data(), bottom.data(), scale.data(), shift.data(), ys[y].lerp, row_len,
-                    stack + static_cast<int64_t>(y) * row_len);
-      }
+      ResizeRows(ys, row_len, scale.data(), shift.data(), horizontal, &top, &bottom, stack);
     }
 #if defined(__SSE2__)
     _mm_sfence();  // order the streaming stores before the batch is handed on
@@ -284,30 +345,111 @@ class FlowStacksOp : public OpKernel {
   }
 
  private:
-  // out[i] = (t + (b - t) yl) scale + shift. The batch is far larger than the cache and is not read
-  // again here, so with AVX the row is written with streaming stores (no read for ownership).
-  static void VerticalRow(const float* t, const float* b, const float* scale, const float* shift, float yl,
-                          int len, float* out) {
-    int i = 0;
-#if defined(__AVX__)
-    if ((reinterpret_cast<uintptr_t>(out) & 31) == 0) {
-      const __m256 lerp = _mm256_set1_ps(yl);
-      for (; i + 8 <= len; i += 8) {
-        const __m256 tv = _mm256_loadu_ps(t + i), bv = _mm256_loadu_ps(b + i);
-        const __m256 value = _mm256_add_ps(tv, _mm256_mul_ps(_mm256_sub_ps(bv, tv), lerp));
-        _mm256_stream_ps(out + i, _mm256_add_ps(_mm256_mul_ps(value, _mm256_loadu_ps(scale + i)),
-                                                _mm256_loadu_ps(shift + i)));
-      }
-    }
-#endif
-    for (; i < len; ++i) out[i] = (t[i] + (b[i] - t[i]) * yl) * scale[i] + shift[i];
-  }
-
   int size_;
   float low_, high_;
 };
 
+// One RGB view per sample: decode the crop window (3 components), mirror, resize, normalise per channel
+// (out = v * scale[c] + shift[c], after reversing the channel order to BGR when `bgr`), as
+// augment.rgb_view makes it for the named normalisations.
+class RgbViewsOp : public OpKernel {
+ public:
+  explicit RgbViewsOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("image_size", &size_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("scale", &scale_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("shift", &shift_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("bgr", &bgr_));
+    OP_REQUIRES(ctx, scale_.size() == 3 && shift_.size() == 3,
+                absl::InvalidArgumentError("scale and shift must have 3 values (R, G, B)"));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& contents = ctx->input(0);
+    const Tensor& windows_in = ctx->input(1);
+    const int64_t count = contents.NumElements();
+    OP_REQUIRES(ctx, windows_in.dims() == 2 && windows_in.dim_size(0) == count && windows_in.dim_size(1) == 4 &&
+                         ctx->input(2).NumElements() == count && ctx->input(3).NumElements() == count,
+                absl::InvalidArgumentError("windows must be [N, 4] and flips, keep [N] for N frames"));
+    const auto data = contents.flat<tstring>();
+    const auto windows = windows_in.matrix<int32_t>();
+    const auto flips = ctx->input(2).flat<bool>();
+    const auto keep = ctx->input(3).flat<bool>();
+    const int size = size_, row_len = size_ * 3;
+    Tensor* output = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({count, size, size, 3}), &output));
+    float* out = output->flat<float>().data();
+    const int64_t view_len = static_cast<int64_t>(size) * row_len;
+
+    std::vector<float> scale(row_len), shift(row_len);
+    for (int x = 0; x < size; ++x) {
+      for (int c = 0; c < 3; ++c) {
+        scale[x * 3 + c] = scale_[c];
+        shift[x * 3 + c] = shift_[c];
+      }
+    }
+    // A 4th float per row: the horizontal pass writes 4 values per pixel, the 4th overwritten by the next.
+    std::vector<float> top(row_len + 1), bottom(row_len + 1);
+    std::vector<uint8_t> pixels;
+    std::vector<Tap> xs, ys;
+    for (int64_t n = 0; n < count; ++n) {
+      float* view = out + n * view_len;
+      if (!keep(n)) {
+        std::fill(view, view + view_len, 0.0f);
+        continue;
+      }
+      const int crop_y = windows(n, 0), crop_x = windows(n, 1), h = windows(n, 2), w = windows(n, 3);
+      OP_REQUIRES(ctx, h > 0 && w > 0, absl::InvalidArgumentError(absl::StrCat(
+                                           "frame ", n, ": empty crop window ", h, "x", w)));
+      pixels.resize(static_cast<size_t>(h) * w * 3 + 1);  // + 1: the 4-byte loads of the last pixel
+      OP_REQUIRES(ctx, DecodeWindow(data(n), 3, crop_y, crop_x, h, w, pixels.data()),
+                  absl::InvalidArgumentError(absl::StrCat(
+                      "RGB frame ", n, ": invalid JPEG data or crop window (top ", crop_y, ", left ", crop_x,
+                      ", height ", h, ", width ", w, ")")));
+      HorizontalTaps(w, size, flips(n), &xs);
+      ComputeTaps(h, size, &ys);
+      const bool bgr = bgr_;
+      auto horizontal = [&](int r, float* row) {
+        const uint8_t* source = pixels.data() + static_cast<size_t>(r) * w * 3;
+        for (int x = 0; x < size; ++x) {
+          RgbLerp(source + xs[x].lower * 3, source + xs[x].upper * 3, xs[x].lerp, bgr, row + x * 3);
+        }
+      };
+      ResizeRows(ys, row_len, scale.data(), shift.data(), horizontal, &top, &bottom, view);
+    }
+#if defined(__SSE2__)
+    _mm_sfence();
+#endif
+  }
+
+ private:
+  // out[0..2] = lo + (hi - lo) lerp for one RGB pixel (BGR if `bgr`); with SSE4.1 one 4-wide step that
+  // also writes out[3], which the caller leaves room for.
+  static void RgbLerp(const uint8_t* lo, const uint8_t* hi, float lerp, bool bgr, float* out) {
+#if defined(__SSE4_1__)
+    int32_t lo_bytes, hi_bytes;
+    std::memcpy(&lo_bytes, lo, 4);
+    std::memcpy(&hi_bytes, hi, 4);
+    const __m128 a = _mm_cvtepi32_ps(_mm_cvtepu8_epi32(_mm_cvtsi32_si128(lo_bytes)));
+    const __m128 b = _mm_cvtepi32_ps(_mm_cvtepu8_epi32(_mm_cvtsi32_si128(hi_bytes)));
+    __m128 value = _mm_add_ps(a, _mm_mul_ps(_mm_sub_ps(b, a), _mm_set1_ps(lerp)));
+    if (bgr) value = _mm_shuffle_ps(value, value, _MM_SHUFFLE(3, 0, 1, 2));
+    _mm_storeu_ps(out, value);
+#else
+    for (int c = 0; c < 3; ++c) {
+      const int source = bgr ? 2 - c : c;
+      const float a = lo[source], b = hi[source];
+      out[c] = a + (b - a) * lerp;
+    }
+#endif
+  }
+
+  int size_;
+  std::vector<float> scale_, shift_;
+  bool bgr_;
+};
+
 REGISTER_KERNEL_BUILDER(Name("TwoStreamFlowStacks").Device(::tensorflow::DEVICE_CPU), FlowStacksOp);
+REGISTER_KERNEL_BUILDER(Name("TwoStreamRgbViews").Device(::tensorflow::DEVICE_CPU), RgbViewsOp);
 
 }  // namespace
 }  // namespace two_stream_tf
