@@ -47,9 +47,9 @@ Workers run the pipeline's *graph* in another process: a pipeline that calls Pyt
 (`tf.py_function`, `tf.numpy_function`) cannot run there, which `distribute_dataset` checks up front.
 The pipelines' default handling of corrupt JPEGs (skip, count and name them) calls Python; build
 pipelines for the service with `strict=True` (a corrupt JPEG then stops with an error naming the file).
-Training flow pipelines hold the compiled flow-stack op (`two_stream_tf.data.native`) where it builds;
-`start_dispatcher` and `start_worker` load it, so every service process knows it. Where a worker
-cannot compile it, build the trainer's pipeline with `TWO_STREAM_TF_NATIVE=0` (TensorFlow ops only).
+Training pipelines hold the compiled view ops (`two_stream_tf.data.native`) where they build;
+`start_dispatcher` and `start_worker` load them, so every service process knows them. Where a worker
+cannot compile them, build the trainer's pipeline with `TWO_STREAM_TF_NATIVE=0` (TensorFlow ops only).
 """
 import logging
 
@@ -231,7 +231,7 @@ def start_dispatcher(port=0, work_dir=None, job_gc_timeout=None):
     if job_gc_timeout is not None:
         timeout_ms = max(1, int(1000 * job_gc_timeout))
         gc = dict(job_gc_timeout_ms=timeout_ms, job_gc_check_interval_ms=max(1, timeout_ms // 2))
-    native.flow_stacks_op()  # registers the pipelines' custom op, which the graphs it receives may hold
+    native.flow_stacks_op()  # loads the pipelines' custom ops, which the graphs it receives may hold
     config = tf.data.experimental.service.DispatcherConfig(
         port=int(port), work_dir=work_dir, fault_tolerant_mode=work_dir is not None, **gc)
     return _start(tf.data.experimental.service.DispatchServer, config, f"dispatcher on port {port}")
@@ -249,7 +249,7 @@ def start_worker(dispatcher, port=0, host="localhost"):
       The `tf.data.experimental.service.WorkerServer`.
     """
     host_name, dispatcher_port = parse_address(dispatcher, "dispatcher address")
-    native.flow_stacks_op()  # registers the pipelines' custom op, which the graphs it runs may hold
+    native.flow_stacks_op()  # loads the pipelines' custom ops, which the graphs it runs may hold
     config = tf.data.experimental.service.WorkerConfig(
         dispatcher_address=f"{host_name}:{dispatcher_port}", worker_address=f"{host}:%port%", port=int(port),
         data_transfer_address=f"{host}:%dts_port%")
