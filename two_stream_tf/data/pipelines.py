@@ -164,8 +164,9 @@ def _spec(streams, training, image_size, num_segments, crops, num_snippets, stac
     if seed is None:
         seed = 0 if deterministic else random.SystemRandom().randrange(2 ** 31)
     native_flow = native.flow_stacks_op() if training and "flow" in streams else None
-    rgb_named = "rgb" in streams and augment.rgb_affine(rgb_normalization) is not None  # not a callable
-    native_rgb = native.rgb_views_op() if training and rgb_named else None
+    # The RGB kernel applies the named normalisations; a callable one runs on TensorFlow's views.
+    named_rgb = "rgb" in streams and not callable(rgb_normalization)
+    native_rgb = native.rgb_views_op() if training and named_rgb else None
     return _Spec(streams=streams, training=bool(training), image_size=int(image_size),
                  num_segments=None if num_segments is None else int(num_segments), crops=int(crops),
                  num_snippets=int(num_snippets), stack_length=int(stack_length),

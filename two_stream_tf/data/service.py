@@ -231,7 +231,7 @@ def start_dispatcher(port=0, work_dir=None, job_gc_timeout=None):
     if job_gc_timeout is not None:
         timeout_ms = max(1, int(1000 * job_gc_timeout))
         gc = dict(job_gc_timeout_ms=timeout_ms, job_gc_check_interval_ms=max(1, timeout_ms // 2))
-    native.flow_stacks_op()  # loads the pipelines' custom ops, which the graphs it receives may hold
+    native.load()  # the pipelines' custom ops, which the graphs it receives may hold
     config = tf.data.experimental.service.DispatcherConfig(
         port=int(port), work_dir=work_dir, fault_tolerant_mode=work_dir is not None, **gc)
     return _start(tf.data.experimental.service.DispatchServer, config, f"dispatcher on port {port}")
@@ -249,7 +249,7 @@ def start_worker(dispatcher, port=0, host="localhost"):
       The `tf.data.experimental.service.WorkerServer`.
     """
     host_name, dispatcher_port = parse_address(dispatcher, "dispatcher address")
-    native.flow_stacks_op()  # loads the pipelines' custom ops, which the graphs it runs may hold
+    native.load()  # the pipelines' custom ops, which the graphs it runs may hold
     config = tf.data.experimental.service.WorkerConfig(
         dispatcher_address=f"{host_name}:{dispatcher_port}", worker_address=f"{host}:%port%", port=int(port),
         data_transfer_address=f"{host}:%dts_port%")

@@ -116,7 +116,7 @@ def flow_stacks_op():
     low, high) -> float32 [N, image_size, image_size, 2L]`, the training view of each stack as
     `augment.flow_view` makes it (zeros where `keep` is false).
     """
-    library = _library()
+    library = load()
     return None if library is None else library.two_stream_flow_stacks
 
 
@@ -128,11 +128,15 @@ def rgb_views_op():
     `augment.rgb_view` makes it for a normalisation `out = v * scale[c] + shift[c]` of the resized 0..255
     values (in B, G, R order when `bgr`; see `augment.rgb_affine`), zeros where `keep` is false.
     """
-    library = _library()
+    library = load()
     return None if library is None else library.two_stream_rgb_views
 
 
-def _library():
+def load():
+    """Loads the kernels into this process (compiling them the first time): the loaded library, or None.
+
+    Processes that only run graphs built elsewhere (tf.data service servers) call it so that those
+    graphs' ops are known."""
     if not enabled():
         return None
     with _lock:

@@ -15,6 +15,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #if defined(__SSE2__)
@@ -269,6 +270,48 @@ void HorizontalTaps(int w, int size, bool flip, std::vector<Tap>* xs) {
   }
 }
 
+struct Window {
+  int top, left, height, width;
+};
+
+// What both kernels do around their views: checks the windows, flips and keep inputs (1, 2, 3) against
+// the N views of `out` (each `view_len` floats), writes zeros for the views not kept, and calls
+// make(n, window, flip, view) for the others, stopping at the first error it reports through ctx.
+template <typename Make>
+void ForEachView(OpKernelContext* ctx, int64_t count, int64_t view_len, const char* noun, float* out,
+                 const Make& make) {
+  const Tensor& windows_in = ctx->input(1);
+  OP_REQUIRES(ctx, windows_in.dims() == 2 && windows_in.dim_size(0) == count && windows_in.dim_size(1) == 4 &&
+                       ctx->input(2).NumElements() == count && ctx->input(3).NumElements() == count,
+              absl::InvalidArgumentError(
+                  absl::StrCat("windows must be [N, 4] and flips, keep [N] for N ", noun, "s")));
+  const auto windows = windows_in.matrix<int32_t>();
+  const auto flips = ctx->input(2).flat<bool>();
+  const auto keep = ctx->input(3).flat<bool>();
+  for (int64_t n = 0; n < count; ++n) {
+    float* view = out + n * view_len;
+    if (!keep(n)) {
+      std::fill(view, view + view_len, 0.0f);
+      continue;
+    }
+    const Window window{windows(n, 0), windows(n, 1), windows(n, 2), windows(n, 3)};
+    OP_REQUIRES(ctx, window.height > 0 && window.width > 0,
+                absl::InvalidArgumentError(absl::StrCat(noun, " ", n, ": empty crop window ", window.height,
+                                                        "x", window.width)));
+    make(n, window, flips(n), view);
+    if (!ctx->status().ok()) return;
+  }
+#if defined(__SSE2__)
+  _mm_sfence();  // order the streaming stores before the batch is handed on
+#endif
+}
+
+absl::Status BadWindow(const std::string& what, const Window& window) {
+  return absl::InvalidArgumentError(absl::StrCat(what, ": invalid JPEG data or crop window (top ", window.top,
+                                                 ", left ", window.left, ", height ", window.height,
+                                                 ", width ", window.width, ")"));
+}
+
 class FlowStacksOp : public OpKernel {
  public:
   explicit FlowStacksOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
@@ -279,55 +322,38 @@ class FlowStacksOp : public OpKernel {
 
   void Compute(OpKernelContext* ctx) override {
     const Tensor& contents = ctx->input(0);
-    const Tensor& windows_in = ctx->input(1);
     const int64_t count = contents.dim_size(0);
-    OP_REQUIRES(ctx, windows_in.dims() == 2 && windows_in.dim_size(0) == count && windows_in.dim_size(1) == 4 &&
-                         ctx->input(2).NumElements() == count && ctx->input(3).NumElements() == count,
-                absl::InvalidArgumentError("windows must be [N, 4] and flips, keep [N] for N stacks"));
     const auto data = contents.matrix<tstring>();
-    const auto windows = windows_in.matrix<int32_t>();
-    const auto flips = ctx->input(2).flat<bool>();
-    const auto keep = ctx->input(3).flat<bool>();
     const int planes = static_cast<int>(contents.dim_size(1)), size = size_, row_len = size_ * planes;
     Tensor* output = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({count, size, size, planes}), &output));
-    float* out = output->flat<float>().data();
-    const int64_t stack_len = static_cast<int64_t>(size) * row_len;
 
-    // q -> low + q (high - low) / 255, written as (q - 127.5) / d + centre like augment.flow_view.
+    // Per output channel, for plain and for mirrored stacks: q -> low + q (high - low) / 255, written as
+    // (q - 127.5) / d + centre like augment.flow_view, and x -> 255 - x on the x planes when mirrored.
     const float d = 127.5f / ((high_ - low_) / 2.0f), centre = (low_ + high_) / 2.0f;
-    std::vector<uint8_t> pixels, interleaved;
-    std::vector<float> top(row_len), bottom(row_len), scale(row_len), shift(row_len);
-    std::vector<Tap> xs, ys;
-    for (int64_t n = 0; n < count; ++n) {
-      float* stack = out + n * stack_len;
-      if (!keep(n)) {
-        std::fill(stack, stack + stack_len, 0.0f);
-        continue;
+    std::vector<float> scale[2], shift[2];
+    for (int flip = 0; flip < 2; ++flip) {
+      scale[flip].resize(row_len);
+      shift[flip].resize(row_len);
+      for (int i = 0; i < row_len; ++i) {
+        const bool negate = flip && (i % planes) % 2 == 0;
+        scale[flip][i] = (negate ? -1.0f : 1.0f) / d;
+        shift[flip][i] = ((negate ? 255.0f : 0.0f) - 127.5f) / d + centre;
       }
-      const int crop_y = windows(n, 0), crop_x = windows(n, 1), h = windows(n, 2), w = windows(n, 3);
-      OP_REQUIRES(ctx, h > 0 && w > 0, absl::InvalidArgumentError(absl::StrCat(
-                                           "stack ", n, ": empty crop window ", h, "x", w)));
+    }
+    std::vector<uint8_t> pixels, interleaved;
+    std::vector<float> top(row_len), bottom(row_len);
+    std::vector<Tap> xs, ys;
+    auto make = [&](int64_t n, const Window& window, bool flip, float* stack) {
+      const int h = window.height, w = window.width;
       const size_t plane_size = static_cast<size_t>(h) * w;
       pixels.resize(plane_size * planes);
       for (int k = 0; k < planes; ++k) {
-        OP_REQUIRES(ctx, DecodeWindow(data(n, k), 1, crop_y, crop_x, h, w, pixels.data() + k * plane_size),
-                    absl::InvalidArgumentError(absl::StrCat(
-                        "flow plane ", k, " of stack ", n, ": invalid JPEG data or crop window (top ", crop_y,
-                        ", left ", crop_x, ", height ", h, ", width ", w, ")")));
+        OP_REQUIRES(ctx, DecodeWindow(data(n, k), 1, window.top, window.left, h, w, pixels.data() + k * plane_size),
+                    BadWindow(absl::StrCat("flow plane ", k, " of stack ", n), window));
       }
-
-      const bool flip = flips(n);
       HorizontalTaps(w, size, flip, &xs);
       ComputeTaps(h, size, &ys);
-      // Per output channel: normalisation, and for mirrored stacks x -> 255 - x on the x planes.
-      for (int x = 0; x < size; ++x) {
-        for (int k = 0; k < planes; ++k) {
-          const bool negate = flip && k % 2 == 0;
-          scale[x * planes + k] = (negate ? -1.0f : 1.0f) / d;
-          shift[x * planes + k] = ((negate ? 255.0f : 0.0f) - 127.5f) / d + centre;
-        }
-      }
       interleaved.resize(static_cast<size_t>(w) * planes);
       auto horizontal = [&](int r, float* row) {  // source row r -> interleaved, horizontally resized
         InterleaveRow(pixels.data() + static_cast<size_t>(r) * w, plane_size, planes, w, interleaved.data());
@@ -337,11 +363,9 @@ class FlowStacksOp : public OpKernel {
                          row + x * planes);
         }
       };
-      ResizeRows(ys, row_len, scale.data(), shift.data(), horizontal, &top, &bottom, stack);
-    }
-#if defined(__SSE2__)
-    _mm_sfence();  // order the streaming stores before the batch is handed on
-#endif
+      ResizeRows(ys, row_len, scale[flip].data(), shift[flip].data(), horizontal, &top, &bottom, stack);
+    };
+    ForEachView(ctx, count, static_cast<int64_t>(size) * row_len, "stack", output->flat<float>().data(), make);
   }
 
  private:
@@ -365,49 +389,29 @@ class RgbViewsOp : public OpKernel {
 
   void Compute(OpKernelContext* ctx) override {
     const Tensor& contents = ctx->input(0);
-    const Tensor& windows_in = ctx->input(1);
     const int64_t count = contents.NumElements();
-    OP_REQUIRES(ctx, windows_in.dims() == 2 && windows_in.dim_size(0) == count && windows_in.dim_size(1) == 4 &&
-                         ctx->input(2).NumElements() == count && ctx->input(3).NumElements() == count,
-                absl::InvalidArgumentError("windows must be [N, 4] and flips, keep [N] for N frames"));
     const auto data = contents.flat<tstring>();
-    const auto windows = windows_in.matrix<int32_t>();
-    const auto flips = ctx->input(2).flat<bool>();
-    const auto keep = ctx->input(3).flat<bool>();
     const int size = size_, row_len = size_ * 3;
     Tensor* output = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({count, size, size, 3}), &output));
-    float* out = output->flat<float>().data();
-    const int64_t view_len = static_cast<int64_t>(size) * row_len;
 
     std::vector<float> scale(row_len), shift(row_len);
-    for (int x = 0; x < size; ++x) {
-      for (int c = 0; c < 3; ++c) {
-        scale[x * 3 + c] = scale_[c];
-        shift[x * 3 + c] = shift_[c];
-      }
+    for (int i = 0; i < row_len; ++i) {
+      scale[i] = scale_[i % 3];
+      shift[i] = shift_[i % 3];
     }
     // A 4th float per row: the horizontal pass writes 4 values per pixel, the 4th overwritten by the next.
     std::vector<float> top(row_len + 1), bottom(row_len + 1);
     std::vector<uint8_t> pixels;
     std::vector<Tap> xs, ys;
-    for (int64_t n = 0; n < count; ++n) {
-      float* view = out + n * view_len;
-      if (!keep(n)) {
-        std::fill(view, view + view_len, 0.0f);
-        continue;
-      }
-      const int crop_y = windows(n, 0), crop_x = windows(n, 1), h = windows(n, 2), w = windows(n, 3);
-      OP_REQUIRES(ctx, h > 0 && w > 0, absl::InvalidArgumentError(absl::StrCat(
-                                           "frame ", n, ": empty crop window ", h, "x", w)));
+    const bool bgr = bgr_;
+    auto make = [&](int64_t n, const Window& window, bool flip, float* view) {
+      const int h = window.height, w = window.width;
       pixels.resize(static_cast<size_t>(h) * w * 3 + 1);  // + 1: the 4-byte loads of the last pixel
-      OP_REQUIRES(ctx, DecodeWindow(data(n), 3, crop_y, crop_x, h, w, pixels.data()),
-                  absl::InvalidArgumentError(absl::StrCat(
-                      "RGB frame ", n, ": invalid JPEG data or crop window (top ", crop_y, ", left ", crop_x,
-                      ", height ", h, ", width ", w, ")")));
-      HorizontalTaps(w, size, flips(n), &xs);
+      OP_REQUIRES(ctx, DecodeWindow(data(n), 3, window.top, window.left, h, w, pixels.data()),
+                  BadWindow(absl::StrCat("RGB frame ", n), window));
+      HorizontalTaps(w, size, flip, &xs);
       ComputeTaps(h, size, &ys);
-      const bool bgr = bgr_;
       auto horizontal = [&](int r, float* row) {
         const uint8_t* source = pixels.data() + static_cast<size_t>(r) * w * 3;
         for (int x = 0; x < size; ++x) {
@@ -415,10 +419,8 @@ class RgbViewsOp : public OpKernel {
         }
       };
       ResizeRows(ys, row_len, scale.data(), shift.data(), horizontal, &top, &bottom, view);
-    }
-#if defined(__SSE2__)
-    _mm_sfence();
-#endif
+    };
+    ForEachView(ctx, count, static_cast<int64_t>(size) * row_len, "frame", output->flat<float>().data(), make);
   }
 
  private:
