@@ -21,8 +21,9 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["two_stream_tf", "two_stream_tf.*"]),
-    # The training-view kernels' source: compiled against the installed TensorFlow on first use.
-    package_data={"two_stream_tf.data.native": ["views.cc"]},
+    # The training-view kernels' source: compiled against the installed TensorFlow on first use; the
+    # library that keeps TensorFlow's servers on one listening address, compiled the same way.
+    package_data={"two_stream_tf.data.native": ["views.cc"], "two_stream_tf": ["listen_address.c"]},
     install_requires=[
         "tensorflow>=2.16",
         "keras>=3.0",

@@ -5,7 +5,12 @@ the workers read the synthetic dataset's frames themselves.
 """
 import collections
 import hashlib
+import ipaddress
 import logging
+import re
+import socket
+import sys
+import time
 
 import keras
 import numpy as np
@@ -15,9 +20,10 @@ import tensorflow as tf
 from two_stream_tf.cli import main as cli_main
 from two_stream_tf.data import service
 from two_stream_tf.data.index import open_split_index
-from two_stream_tf.data.local_service import LocalService
+from two_stream_tf.data.local_service import LocalService, ServerProcess, free_port
 from two_stream_tf.data.pipelines import temporal_dataset
 from two_stream_tf.errors import UserError
+from two_stream_tf.listen_address import parse_bind_address
 
 STACK_LENGTH, IMAGE_SIZE = 5, 64
 
@@ -25,17 +31,43 @@ STACK_LENGTH, IMAGE_SIZE = 5, 64
 # --- servers ------------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def dispatcher_address(tmp_path_factory):
+def local_service(tmp_path_factory):
     """A dispatcher and two workers on 127.0.0.1, each its own `two-stream data-service` process."""
     logs = tmp_path_factory.mktemp("data_service_logs")
     local = LocalService(num_workers=2, work_dir=logs / "dispatcher_state", log_dir=str(logs))
     with local:
-        yield local.address
+        yield local
     # Ctrl-C stops each server cleanly: exit status 0 and a last word.
     servers = [local.dispatcher, *local.workers]
     assert local.exit_codes == [0, 0, 0], [server.output for server in servers]
     assert all(server.output.rstrip().endswith("stopped") for server in servers)
     assert (logs / "dispatcher_state").is_dir()  # --work-dir: the dispatcher journals its state there
+
+
+@pytest.fixture(scope="module")
+def dispatcher_address(local_service):
+    return local_service.address
+
+
+def _listening_sockets(port):
+    """The local addresses on which TCP `port` listens, read from /proc/net/tcp and tcp6 (no traffic sent)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in open(table).read().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            hex_address, hex_port = local.split(":")
+            if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                raw = bytes.fromhex(hex_address)  # 32-bit words in the machine's (little-endian) byte order
+                address = ipaddress.ip_address(b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4)))
+                found.add(str(getattr(address, "ipv4_mapped", None) or address))
+    return found
+
+
+def _worker_port(worker):
+    return int(re.search(r"listening on \S+ port (\d+)", worker.output).group(1))
+
+
+needs_proc_net = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/net (Linux)")
 
 
 # --- data ---------------------------------------------------------------------------------------------------
@@ -110,10 +142,100 @@ def test_sources_the_service_cannot_split_are_named():
     (["data-service", "worker", "--dispatcher", "node07"], "--dispatcher 'node07' is not HOST:PORT"),
     (["data-service", "dispatcher", "--port", "70000"], "port 70000 is outside 0..65535"),
     (["data-service", "dispatcher", "--job-gc-timeout", "0"], "argument --job-gc-timeout: '0' must be positive"),
+    (["data-service", "dispatcher", "--bind", "node07"], "argument --bind: 'node07' is not an IP address of this machine"),
+    (["data-service", "worker", "--dispatcher", "127.0.0.1:5050", "--bind", "127.0.0.300"],
+     "argument --bind: '127.0.0.300' is not an IP address"),
+    (["data-service", "worker", "--dispatcher", "127.0.0.1:5050", "--stop-timeout", "-1"],
+     "argument --stop-timeout: '-1' must be positive"),
 ])
 def test_data_service_command_rejects_bad_arguments(argv, message, capsys):
     assert cli_main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+# --- where the servers listen ---------------------------------------------------------------------------------
+
+def test_bind_addresses_are_ip_addresses_or_every_interface():
+    assert parse_bind_address("127.0.0.2") == "127.0.0.2"
+    assert parse_bind_address("[::1]") == "::1"
+    assert parse_bind_address("*") == parse_bind_address("0.0.0.0") == parse_bind_address("::") == "*"
+    with pytest.raises(UserError, match="--bind 'localhost' is not an IP address"):
+        parse_bind_address("localhost")
+
+
+@needs_proc_net
+def test_servers_in_this_process_listen_on_loopback_unless_bound_elsewhere():
+    dispatcher = service.start_dispatcher()
+    port = service.bound_port(dispatcher)
+    assert _listening_sockets(port) == {"127.0.0.1"}
+    dispatcher.stop()
+    dispatcher = service.start_dispatcher(bind="127.0.0.2")
+    worker = service.start_worker(f"127.0.0.2:{service.bound_port(dispatcher)}", bind="127.0.0.2")
+    assert _listening_sockets(service.bound_port(dispatcher)) == {"127.0.0.2"}
+    assert _listening_sockets(service.bound_port(worker)) == {"127.0.0.2"}
+    worker.stop()
+    dispatcher.stop()
+
+
+@needs_proc_net
+def test_the_dispatcher_and_workers_listen_on_127_0_0_1_only_by_default(local_service):
+    assert local_service.address.startswith("grpc://127.0.0.1:")
+    assert _listening_sockets(local_service.port) == {"127.0.0.1"}
+    for worker in local_service.workers:
+        assert "listening on 127.0.0.1 port" in worker.output
+        assert _listening_sockets(_worker_port(worker)) == {"127.0.0.1"}
+
+
+def _endless_job(address):
+    """A job reading an endless range through the service, left open: its workers keep asking for splits."""
+    dataset = tf.data.Dataset.range(10 ** 9).map(lambda i: 2 * i)
+    iterator = iter(dataset.apply(tf.data.experimental.service.distribute(service.POLICY, address)))
+    assert [int(next(iterator)) for _ in range(5)] == [0, 2, 4, 6, 8]
+    return iterator
+
+
+@needs_proc_net
+def test_bind_puts_the_service_on_that_address_and_it_stops_cleanly_mid_job(tmp_path):
+    local = LocalService(num_workers=1, bind="127.0.0.2", log_dir=str(tmp_path))
+    with local:
+        worker_port = _worker_port(local.workers[0])
+        assert local.address == f"grpc://127.0.0.2:{local.port}"
+        assert _listening_sockets(local.port) == {"127.0.0.2"}
+        assert _listening_sockets(worker_port) == {"127.0.0.2"}
+        with pytest.raises(ConnectionRefusedError):  # not on 127.0.0.1, the default
+            socket.create_connection(("127.0.0.1", local.port), timeout=30).close()
+        iterator = _endless_job(local.address)
+    # Stopped while the job was still being read: workers first, then the dispatcher, each cleanly.
+    assert local.exit_codes == [0, 0], [local.dispatcher.output, local.workers[0].output]
+    assert local.workers[0].output.rstrip().endswith("tf.data service worker stopped")
+    del iterator
+
+
+@needs_proc_net
+def test_a_worker_whose_dispatcher_is_gone_ends_within_its_stop_timeout(tmp_path):
+    # TensorFlow retries a split request to a vanished dispatcher for an hour and waits for it when
+    # stopping; --stop-timeout bounds that, and says so in the worker's log.
+    port = free_port("127.0.0.3")
+    dispatcher = ServerProcess(["dispatcher", "--port", str(port), "--bind", "127.0.0.3"], str(tmp_path / "d.log"))
+    worker = ServerProcess(["worker", "--dispatcher", f"127.0.0.3:{port}", "--bind", "127.0.0.3", "--stop-timeout", "5"],
+                           str(tmp_path / "w.log"))
+    try:
+        dispatcher.wait_for("listening on", 180)
+        worker.wait_for("registered with the dispatcher", 180)
+        iterator = _endless_job(f"grpc://127.0.0.3:{port}")
+        dispatcher.interrupt()
+        assert dispatcher.wait(180) == 0
+        time.sleep(2)  # the worker's pipeline now asks the stopped dispatcher for splits
+        worker.interrupt()
+        assert worker.wait(180) == 1, worker.output
+    finally:
+        worker.interrupt()
+        dispatcher.interrupt()
+        worker.wait(180)
+        dispatcher.wait(180)
+    assert "tf.data service worker stopping" in worker.output and "stopped" not in worker.output
+    assert "Timeout (0:00:05)!" in (tmp_path / "w.log").read_text()
+    del iterator
 
 
 # --- through two workers --------------------------------------------------------------------------------------

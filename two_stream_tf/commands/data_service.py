@@ -4,20 +4,31 @@ One dispatcher per training run, and workers on as many CPU machines as decoding
 read their input from the service (`--tf_data_service=grpc://DISPATCHER_HOST:PORT`). Workers read the
 frames themselves, so every worker must see the frames folder at the same path as the trainer.
 
-    two-stream data-service dispatcher --port 5050 --work-dir /shared/run1/dispatcher
-    two-stream data-service worker --dispatcher node01:5050 --port 5051
-    two-stream data-service worker --dispatcher 127.0.0.1:5050 --host 127.0.0.1   # a worker on this machine
+The service has no authentication: anyone who reaches a server's port can have it run any dataset graph
+(read and write files as the server's user). Servers therefore listen on 127.0.0.1 unless `--bind` names
+another address of this machine — the interface of a private network — or `*` (every interface):
+
+    two-stream data-service dispatcher                              # 127.0.0.1:5050, trainers on this machine
+    two-stream data-service worker --dispatcher 127.0.0.1:5050      # a worker on this machine
+    two-stream data-service dispatcher --bind 10.0.0.1 --work-dir /shared/run1/dispatcher
+    two-stream data-service worker --dispatcher 10.0.0.1:5050 --bind 10.0.0.2 --port 5051
 
 See docs/scaling.md for how many workers a GPU needs.
 """
+import argparse
+import faulthandler
+import gc
 import signal
 import socket
 import threading
 
 from two_stream_tf.addresses import GRPC, parse_address
 from two_stream_tf.commands._arguments import Parser, port_number, positive_number
+from two_stream_tf.errors import UserError
+from two_stream_tf.listen_address import LOOPBACK, parse_bind_address
 
 HELP = "run a tf.data service dispatcher or worker (moves input decoding to other machines)"
+STOP_TIMEOUT = 120.0
 
 
 def build_parser():
@@ -37,8 +48,28 @@ def build_parser():
     worker.add_argument("--port", type=port_number(allow_zero=True), default=0,
                         help="port to serve on (default 0: any free port; the dispatcher tells trainers which)")
     worker.add_argument("--host", default=None,
-                        help="this machine's name or address as trainers reach it (default: the host name)")
+                        help="this machine's name or address as trainers reach it (default: the --bind address; "
+                        "the host name with --bind '*')")
+    for server in (dispatcher, worker):
+        server.add_argument("--stop-timeout", type=positive_number, default=STOP_TIMEOUT, metavar="SECONDS",
+                            help=f"after Ctrl-C or SIGTERM, end with status 1 if stopping takes longer than this "
+                            f"(default {STOP_TIMEOUT:g})")
+        server.add_argument("--bind", type=_bind_address, default=LOOPBACK, metavar="ADDRESS",
+                            help="IP address of this machine to listen on (default 127.0.0.1: only this machine); "
+                            "a private network's interface, or '*' for every interface. The service has no "
+                            "authentication: never make it reachable from an untrusted network")
     return parser
+
+
+def _bind_address(text):
+    try:
+        return parse_bind_address(text, "")
+    except UserError as error:
+        raise argparse.ArgumentTypeError(str(error).strip()) from None
+
+
+def _url_host(address):
+    return f"[{address}]" if ":" in address else address
 
 
 class _StopSignal:
@@ -86,21 +117,51 @@ def main(argv):
 
     with _StopSignal() as stop:
         if args.server == "dispatcher":
-            server = service.start_dispatcher(args.port, work_dir=args.work_dir, job_gc_timeout=args.job_gc_timeout)
-            bound_port = server.target.rsplit(":", 1)[1]
+            server = service.start_dispatcher(args.port, work_dir=args.work_dir, job_gc_timeout=args.job_gc_timeout,
+                                              bind=args.bind)
+            where = socket.gethostname() if args.bind == "*" else _url_host(args.bind)
+            everywhere = " (every interface)" if args.bind == "*" else ""
             state = f", state in {args.work_dir}" if args.work_dir else ""
-            print(f"tf.data service dispatcher listening on {GRPC}://{socket.gethostname()}:{bound_port}"
-                  f"{state} (Ctrl-C to stop)", flush=True)
+            print(f"tf.data service dispatcher listening on {GRPC}://{where}:{service.bound_port(server)}"
+                  f"{everywhere}{state} (Ctrl-C to stop)", flush=True)
         else:
             print(f"tf.data service worker: waiting for the dispatcher at {host}:{port} …", flush=True)
             if not _wait_for_port(host, port, stop):
                 print("tf.data service worker: stopped before the dispatcher answered", flush=True)
                 return 130
-            server = service.start_worker(f"{host}:{port}", args.port, host=args.host or socket.gethostname())
-            where = f"port {args.port}" if args.port else "a free port"
-            print(f"tf.data service worker on {where}, registered with the dispatcher at {host}:{port} "
-                  "(Ctrl-C to stop)", flush=True)
+            advertised = args.host or (socket.gethostname() if args.bind == "*" else _url_host(args.bind))
+            server = service.start_worker(f"{host}:{port}", args.port, host=advertised, bind=args.bind)
+            where = "every interface" if args.bind == "*" else args.bind
+            print(f"tf.data service worker listening on {where} port {service.bound_port(server)} as {advertised}, "
+                  f"registered with the dispatcher at {host}:{port} (Ctrl-C to stop)", flush=True)
         stop.wait()
-        server.stop()
+        print(f"tf.data service {args.server} stopping (Ctrl-C again to end at once)", flush=True)
+    held = [server]
+    del server  # only `held` refers to the server now, so that stopping can also destroy it
+    _stop_within(held, args.stop_timeout)
     print(f"tf.data service {args.server} stopped", flush=True)
     return 0
+
+
+def _stop_within(held, seconds):
+    """Stops and destroys the server in the list `held`; past `seconds`, ends the process with status 1.
+
+    Python's stacks then go to stderr (the server's log).
+
+    TensorFlow stops a worker by cancelling its input pipelines and joining their threads. A pipeline
+    thread that is asking the dispatcher for the next split of a DYNAMIC job does not see the
+    cancellation: TensorFlow retries that request until `WorkerConfig.dispatcher_timeout_ms` (an hour)
+    when the dispatcher is gone, so a worker whose dispatcher stopped first would hang that long, in
+    `stop()` or in the destructors run at exit. `LocalService` stops workers before their dispatcher;
+    this bound covers the other cases (a dispatcher that crashed, or SIGTERM to a whole job step). The
+    watchdog is a C thread (faulthandler), so it fires even while `stop()` holds Python's lock.
+    """
+    # The signals' default actions from now on: a second Ctrl-C or SIGTERM ends the process at once.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+    faulthandler.dump_traceback_later(seconds, exit=True)
+    server = held.pop()
+    server.stop()
+    del server  # TensorFlow's destructors join the server's threads here, while the watchdog is armed
+    gc.collect()
+    faulthandler.cancel_dump_traceback_later()

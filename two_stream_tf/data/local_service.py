@@ -20,6 +20,7 @@ import threading
 import time
 
 from two_stream_tf.errors import UserError
+from two_stream_tf.listen_address import LOOPBACK, parse_bind_address
 
 
 def free_port(host="127.0.0.1"):
@@ -72,7 +73,7 @@ class ServerProcess:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
 
-    def wait(self, timeout=60):
+    def wait(self, timeout=180):
         """Waits for the process to end (killing it after `timeout` s); returns its exit status."""
         try:
             self.process.wait(timeout=timeout)
@@ -84,7 +85,9 @@ class ServerProcess:
 
 
 class LocalService:
-    """A dispatcher and `num_workers` workers on 127.0.0.1, each in its own process (a context manager).
+    """A dispatcher and `num_workers` workers on this machine, each in its own process (a context manager).
+
+    They listen on `bind` only (127.0.0.1 by default), never on every interface.
 
     Args:
       num_workers: workers started with the dispatcher (more with `add_worker`).
@@ -92,24 +95,29 @@ class LocalService:
       job_gc_timeout: passed to the dispatcher as `--job-gc-timeout` (None: TensorFlow's default).
       log_dir: folder for the servers' logs (None: a new temporary folder).
       timeout: seconds a server may take to start.
+      bind: the IPv4 address every server listens on, a loopback address such as 127.0.0.1 (default) or
+        127.0.0.2.
 
     Attributes:
-      address: the dispatcher, `grpc://127.0.0.1:PORT`.
+      address: the dispatcher, `grpc://BIND:PORT`.
       dispatcher, workers: the `ServerProcess`es.
       exit_codes: after `stop`, the exit status of the dispatcher and of each worker.
     """
 
-    def __init__(self, num_workers=2, work_dir=None, job_gc_timeout=None, log_dir=None, timeout=180):
+    def __init__(self, num_workers=2, work_dir=None, job_gc_timeout=None, log_dir=None, timeout=180, bind=LOOPBACK):
         self.num_workers, self.work_dir, self.timeout = int(num_workers), work_dir, timeout
         self.job_gc_timeout = job_gc_timeout
+        self.bind = parse_bind_address(bind, "bind")
+        if self.bind == "*" or ":" in self.bind:
+            raise UserError(f"LocalService bind {bind!r}: expected an IPv4 address such as 127.0.0.1")
         self.log_dir = log_dir or tempfile.mkdtemp(prefix="two_stream_data_service_")
-        self.port = free_port()
-        self.address = f"grpc://127.0.0.1:{self.port}"
+        self.port = free_port(self.bind)
+        self.address = f"grpc://{self.bind}:{self.port}"
         self.dispatcher, self.workers, self.exit_codes = None, [], None
 
     def start(self):
         """Starts the dispatcher and the workers together (workers wait for the dispatcher); returns self."""
-        args = ["dispatcher", "--port", str(self.port)]
+        args = ["dispatcher", "--port", str(self.port), "--bind", self.bind]
         if self.work_dir:
             args += ["--work-dir", str(self.work_dir)]
         if self.job_gc_timeout:
@@ -126,7 +134,7 @@ class LocalService:
         return self
 
     def _spawn_worker(self):
-        worker = ServerProcess(["worker", "--dispatcher", f"127.0.0.1:{self.port}", "--host", "127.0.0.1"],
+        worker = ServerProcess(["worker", "--dispatcher", f"{self.bind}:{self.port}", "--bind", self.bind],
                                os.path.join(self.log_dir, f"worker{len(self.workers)}.log"))
         self.workers.append(worker)
         return worker
@@ -138,11 +146,20 @@ class LocalService:
         return worker
 
     def stop(self):
-        """Ctrl-C to every server at once; returns the exit codes, dispatcher first."""
-        servers = [s for s in [self.dispatcher, *self.workers] if s is not None]
-        for server in servers:
-            server.interrupt()
-        self.exit_codes = [server.wait() for server in servers]
+        """Ctrl-C to the workers, then to the dispatcher once they ended; returns the exit codes, dispatcher first.
+
+        Workers stop first because a worker still reading a DYNAMIC job asks the dispatcher for splits, and
+        TensorFlow retries that request for up to an hour when the dispatcher is gone, holding the worker's
+        stop (see `two_stream_tf.commands.data_service`).
+        """
+        for worker in self.workers:
+            worker.interrupt()
+        worker_codes = [worker.wait(self.timeout) for worker in self.workers]
+        dispatcher_codes = []
+        if self.dispatcher is not None:
+            self.dispatcher.interrupt()
+            dispatcher_codes = [self.dispatcher.wait(self.timeout)]
+        self.exit_codes = dispatcher_codes + worker_codes
         return self.exit_codes
 
     def __enter__(self):

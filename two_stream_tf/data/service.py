@@ -58,6 +58,7 @@ import tensorflow as tf
 from two_stream_tf.addresses import GRPC, parse_address
 from two_stream_tf.data import native
 from two_stream_tf.errors import UserError
+from two_stream_tf.listen_address import LOOPBACK, check_listening, listening_on, parse_bind_address
 
 POLICY = tf.data.experimental.service.ShardingPolicy.DYNAMIC
 
@@ -213,7 +214,7 @@ def distribute_dataset(dataset, service, *, training, job_name=None, batch_size=
     return distributed
 
 
-def start_dispatcher(port=0, work_dir=None, job_gc_timeout=None):
+def start_dispatcher(port=0, work_dir=None, job_gc_timeout=None, bind=LOOPBACK):
     """Starts a tf.data service dispatcher in this process (it serves until the process ends).
 
     Args:
@@ -223,10 +224,17 @@ def start_dispatcher(port=0, work_dir=None, job_gc_timeout=None):
       job_gc_timeout: seconds after its last reader left that a job is removed (None: TensorFlow's
         default, minutes). Until then its workers keep producing into their buffers — whole batches of
         float stacks add up to gigabytes when many short-lived jobs come and go, as in a benchmark.
+      bind: the IP address to listen on: "127.0.0.1" (default: this machine only), an address of a
+        private interface, or "*" for every interface. The service has no authentication: whoever
+        reaches the port can run any dataset graph on the servers (see docs/scaling.md).
 
     Returns:
       The `tf.data.experimental.service.DispatchServer`.
+
+    Raises:
+      UserError: a bad `bind` address, or the server could not start (or listen there).
     """
+    bind = parse_bind_address(bind, "bind address")
     gc = {}
     if job_gc_timeout is not None:
         timeout_ms = max(1, int(1000 * job_gc_timeout))
@@ -234,31 +242,53 @@ def start_dispatcher(port=0, work_dir=None, job_gc_timeout=None):
     native.load()  # the pipelines' custom ops, which the graphs it receives may hold
     config = tf.data.experimental.service.DispatcherConfig(
         port=int(port), work_dir=work_dir, fault_tolerant_mode=work_dir is not None, **gc)
-    return _start(tf.data.experimental.service.DispatchServer, config, f"dispatcher on port {port}")
+    return _start(tf.data.experimental.service.DispatchServer, config, f"dispatcher on port {port}", bind)
 
 
-def start_worker(dispatcher, port=0, host="localhost"):
+def start_worker(dispatcher, port=0, host=None, bind=LOOPBACK):
     """Starts a tf.data service worker in this process and registers it with a dispatcher.
 
     Args:
       dispatcher: the dispatcher, `[grpc://]HOST:PORT`.
       port: port to serve on; 0 picks a free one.
       host: the name or address of this machine as trainers reach it; the dispatcher hands it to them.
+        None: the `bind` address, or "localhost" when `bind` is "*".
+      bind: the IP address to listen on, as for `start_dispatcher` (default "127.0.0.1").
 
     Returns:
       The `tf.data.experimental.service.WorkerServer`.
+
+    Raises:
+      UserError: a bad dispatcher or `bind` address, or the server could not start (or listen there).
     """
     host_name, dispatcher_port = parse_address(dispatcher, "dispatcher address")
+    bind = parse_bind_address(bind, "bind address")
+    if host is None:
+        host = "localhost" if bind == "*" else (f"[{bind}]" if ":" in bind else bind)
     native.load()  # the pipelines' custom ops, which the graphs it runs may hold
     config = tf.data.experimental.service.WorkerConfig(
         dispatcher_address=f"{host_name}:{dispatcher_port}", worker_address=f"{host}:%port%", port=int(port),
         data_transfer_address=f"{host}:%dts_port%")
-    return _start(tf.data.experimental.service.WorkerServer, config, f"worker on port {port}")
+    return _start(tf.data.experimental.service.WorkerServer, config, f"worker on port {port}", bind)
 
 
-def _start(server_class, config, what):
+def bound_port(server):
+    """The port a `DispatchServer` or `WorkerServer` listens on."""
+    # A WorkerServer publishes it only as its private `_address` ("localhost:PORT").
+    address = server.target if isinstance(server, tf.data.experimental.service.DispatchServer) else server._address  # pylint: disable=protected-access
+    return int(address.rsplit(":", 1)[1])
+
+
+def _start(server_class, config, what, bind):
     try:
-        return server_class(config)
+        with listening_on(bind):
+            server = server_class(config)
     except (tf.errors.OpError, RuntimeError) as error:
         message = getattr(error, "message", str(error))
-        raise UserError(f"cannot start the tf.data service {what}: {message}") from None
+        raise UserError(f"cannot start the tf.data service {what} on {bind}: {message}") from None
+    try:
+        check_listening(bound_port(server), bind, f"tf.data service {what}")
+    except UserError:
+        server.stop()
+        raise
+    return server
