@@ -1,5 +1,7 @@
 """Prediction on real UCF-101 clips: flow as in data preparation, the test protocol, windows, annotated videos."""
 import json
+import os
+import stat
 
 import cv2
 import numpy as np
@@ -320,6 +322,21 @@ def test_annotated_writer_publishes_only_complete_files(tmp_path):
     np.testing.assert_allclose(drawn[7, 7], 0.25 * 90 + 0.75 * np.array(annotate.BOX_COLOR), atol=1)
     assert drawn[6:40, 6:60].max() == 255
     assert (drawn[-5:, -5:] == 90).all()
+
+
+@pytest.mark.parametrize("extension", [".mp4", ".gif"])
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640)])
+def test_annotated_videos_get_the_mode_the_umask_gives(tmp_path, extension, umask, mode):
+    # Like every other output (0644 under the usual umask), not the 0600 of a mkstemp temporary.
+    previous = os.umask(umask)
+    try:
+        with annotate.AnnotatedVideoWriter(tmp_path / f"clip{extension}", fps=10) as writer:
+            for value in (40, 120, 200):
+                writer.write(np.full((48, 64, 3), value, np.uint8))
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / f"clip{extension}").stat().st_mode) == mode
+    assert [path.name for path in tmp_path.iterdir()] == [f"clip{extension}"]  # the temporary was renamed
 
 
 def test_benchmark_reports_frames_per_second_and_where_the_time_goes(shared_data, capsys):

@@ -13,7 +13,7 @@ palette that washes out video. A file appears under its name only when complete:
 temporary file in the same folder, renamed on `close()`.
 """
 import os
-import tempfile
+import secrets
 
 import cv2
 import numpy as np
@@ -153,8 +153,7 @@ class AnnotatedVideoWriter:
         self.fps = float(fps) if fps else 25.0
         self.extension = os.path.splitext(self.path)[1].lower()
         folder = os.path.dirname(os.path.abspath(self.path))
-        handle, self._temporary = tempfile.mkstemp(prefix=".annotating-", suffix=self.extension, dir=folder)
-        os.close(handle)
+        self._temporary = _new_temporary(folder, self.extension)
         self._writer = None
         self._gif_frames = []
         self._size = None
@@ -217,6 +216,22 @@ class AnnotatedVideoWriter:
             self.close()
         else:
             self.abort()
+
+
+def _new_temporary(folder, extension):
+    """Creates an empty, uniquely named hidden file in `folder`; returns its path.
+
+    Not `tempfile.mkstemp`: that creates the file with mode 0600, which the finished video would keep
+    after the rename. Created with 0666 like any other file, the process's umask decides (0644 usually).
+    """
+    for _ in range(100):
+        path = os.path.join(folder, f".annotating-{secrets.token_hex(6)}{extension}")
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name for an annotated video in {folder}")
 
 
 def _write_gif(path, frames, fps):
