@@ -145,6 +145,21 @@ def test_a_video_shorter_than_the_window_is_one_window(predictor, archery):
     assert [(w.start, w.end) for w in prediction.per_window] == [(0, 30)]
 
 
+def test_a_video_shorter_than_one_stack_loops_its_stacks_and_says_so(predictor, archery):
+    # 3 frames hold 2 flow pairs; stacks of 2 fit, so no note. 2 frames hold 1 pair: every stack is that
+    # pair twice (the protocol's loop back), as the evaluation pipelines read such a video.
+    frames = decode_all(archery)
+    assert plan_snippets(2, 3, STACK_LENGTH).stacks == ((0, 0),) * 3
+    assert predictor.predict_frames(frames[:3]).notes == []
+    short = predictor.predict_frames(frames[:2], fps=25)
+    assert short.notes == ["frames: 2 frames give 1 flow pair, fewer than one stack of 2 (3 frames); "
+                           "scored with each stack looping back to the first pair, as the test protocol scores "
+                           "short videos"]
+    assert np.isclose(short.scores.sum(), 1.0, atol=1e-4)
+    with pytest.raises(UserError, match="1 frame decoded; the temporal stream needs at least 2"):
+        predictor.predict_frames(frames[:1])
+
+
 def test_window_labeller_picks_the_window_with_the_nearest_centre():
     labeller = _WindowLabeller(window=4, stride=2)  # centres 1.5, 3.5, 5.5, ...
     assert [labeller.window_of(i) for i in range(8)] == [0, 0, 0, 1, 1, 2, 2, 3]

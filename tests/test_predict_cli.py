@@ -7,7 +7,7 @@ import sys
 import cv2
 import pytest
 
-from inference_helpers import FRAME_SIZE, build_models, ucf101_clips
+from inference_helpers import FRAME_SIZE, build_models, decode_all, ucf101_clips
 from two_stream_tf import cli
 from two_stream_tf.commands import predict
 
@@ -72,6 +72,33 @@ def test_text_output_ranks_the_actions(models, shared_data, capsys):
     assert out[1].lstrip().startswith("1. ") and out[2].lstrip().startswith("2. ") and len(out) == 3
     first, second = (float(line.split()[-1]) for line in out[1:3])
     assert 0 < second <= first <= 1
+
+
+def _write_clip(frames, path):
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25.0, frames[0].shape[1::-1])
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def test_videos_shorter_than_a_flow_stack_are_scored_with_a_note_or_refused(models, shared_data, tmp_path, capsys):
+    frames = decode_all(shared_data / "videos" / "ucf101" / "v_Archery_g02_c02.avi")
+    one, two, three = (_write_clip(frames[:n], tmp_path / f"clip{n}.avi") for n in (1, 2, 3))
+    status = cli.main(["predict", str(one), str(two), str(three), "-m", str(models["spatial"]), "-m",
+                       str(models["temporal"]), "--class-index", str(models["class_index"]), "--size", SIZE,
+                       "--json"])
+    err = capsys.readouterr()
+    assert status == 2  # the one-frame clip has no flow at all
+    assert (f"two-stream predict: error: {one}: 1 frame decoded; the temporal stream needs at least 2 (one flow pair; "
+            "a full stack of 2 pairs takes 3 frames)") in err.err
+    note = (f"{two}: 2 frames give 1 flow pair, fewer than one stack of 2 (3 frames); scored with each stack "
+            "looping back to the first pair, as the test protocol scores short videos")
+    assert f"two-stream predict: note: {note}" in err.err.splitlines()
+    lines = [json.loads(line) for line in err.out.splitlines()]
+    assert [(line["source"], line["num_frames"], line["notes"]) for line in lines] == [
+        (str(two), 2, [note]), (str(three), 3, [])]
+    assert all(len(line["top_k"]) == 5 for line in lines)
 
 
 @pytest.mark.parametrize("arguments, message", [

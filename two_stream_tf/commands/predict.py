@@ -16,8 +16,13 @@ the top-k of each window (or of the whole video) drawn over it, as MP4 (mp4v) or
 adds the optical flow in colour. `--json` prints one JSON object per line: `{"type": "window", …}` as
 windows complete, and `{"type": "video", …}` per input.
 
-Exit status: 0 all inputs predicted; 2 bad arguments or an unreadable input (each named on stderr; the
-other inputs are still predicted).
+A video with fewer flow pairs than one stack (L + 1 frames; 11 for L = 10) is scored as the test protocol
+scores short videos, each stack looping back to the first pair, with a note on stderr naming the video
+and its frame count (and `"notes"` in its JSON). A video of fewer than 2 frames has no flow at all: with
+a temporal stream it is refused with one line naming it.
+
+Exit status: 0 all inputs predicted; 2 bad arguments or an unreadable or too short input (each named on
+stderr; the other inputs are still predicted).
 """
 import argparse
 import json
@@ -198,6 +203,8 @@ def main(argv, prog="two-stream predict"):
             print(f"{prog}: error: {error}", file=sys.stderr, flush=True)
             status = 2
             continue
+        for note in prediction.notes:
+            print(f"{prog}: note: {note}", file=sys.stderr, flush=True)
         if args.json:
             print(json.dumps({"type": "video", **prediction.to_dict()}), file=out, flush=True)
         else:

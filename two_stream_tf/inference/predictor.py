@@ -89,6 +89,8 @@ class Prediction:
         "temporal" or "models", "annotate"), summed over threads, so they may add up to more than
         `seconds`.
       annotated: path of the annotated video, or None.
+      notes: sentences about how the input was scored that a user should know, e.g. that a video shorter
+        than one flow stack was scored with looping stacks (`Predictor.looping_note`).
     """
 
     source: str
@@ -102,13 +104,18 @@ class Prediction:
     seconds: float = 0.0
     timings: dict = dataclasses.field(default_factory=dict)
     annotated: str | None = None
+    notes: list = dataclasses.field(default_factory=list)
 
     def to_dict(self):
         """A JSON-ready dict."""
         return {"source": self.source, "num_frames": self.num_frames, "fps": self.fps,
                 "top_k": _top_k_dicts(self.top_k), "windows": [w.to_dict() for w in self.per_window],
-                "annotated": self.annotated, "seconds": round(self.seconds, 4),
+                "annotated": self.annotated, "notes": list(self.notes), "seconds": round(self.seconds, 4),
                 "timings": {k: round(v, 4) for k, v in sorted(self.timings.items())}}
+
+
+def _present(*notes):
+    return [note for note in notes if note]
 
 
 def _top_k_dicts(top_k):
@@ -285,7 +292,8 @@ class Predictor:
         probabilities = self._score(store, plan, timings)
         scores = probabilities.mean(axis=0)
         result = Prediction(source=spec.name, top_k=self.rank(scores), scores=scores, num_frames=num_frames,
-                            fps=fps, snippet_frames=list(plan.rgb), snippet_scores=probabilities)
+                            fps=fps, snippet_frames=list(plan.rgb), snippet_scores=probabilities,
+                            notes=_present(self.looping_note(num_frames, spec.name)))
         if annotate is not None:
             result.annotated = self._annotate_whole(spec, annotate, flow_inset, store if buffered else None,
                                                     result, workers, timings)
@@ -298,7 +306,28 @@ class Predictor:
 
     def _check_length(self, spec, num_frames):
         if self.models.uses_flow and num_frames < 2:
-            raise UserError(f"{spec.name}: only {num_frames} frame decoded; optical flow needs at least 2")
+            raise UserError(f"{spec.name}: {num_frames} frame{'' if num_frames == 1 else 's'} decoded; the temporal "
+                            f"stream needs at least 2 (one flow pair; a full stack of {self.stack_length} pairs "
+                            f"takes {self.stack_length + 1} frames)")
+
+    def looping_note(self, num_frames, what):
+        """A note when `num_frames` frames hold fewer flow pairs than one stack, else None.
+
+        Such a video (or window) is scored as the test protocol scores a short test video: each stack
+        loops back to the first pair (`two_stream_tf.data.sampling.stack_indices`), so `predict` and
+        `evaluate` give it the same scores. The temporal stream then sees the same motion repeated,
+        which it rarely saw in training, so the note says so.
+
+        Args:
+          num_frames: frames of the video or window (at least 2 when flow is used).
+          what: how to name it, e.g. the video's path or "windows of 8 frames".
+        """
+        if not self.models.uses_flow or num_frames - 1 >= self.stack_length:
+            return None
+        pairs = num_frames - 1
+        return (f"{what}: {num_frames} frames give {pairs} flow pair{'' if pairs == 1 else 's'}, fewer than one stack "
+                f"of {self.stack_length} ({self.stack_length + 1} frames); scored with each stack looping back to "
+                "the first pair, as the test protocol scores short videos")
 
     def _second_pass(self, spec, plan, workers, timings):
         """Reads a long file again, keeping only the frames the snippets read."""
@@ -425,8 +454,13 @@ class Predictor:
                     writer.abort()
                 raise
         scores = np.mean([w.scores for w in windows], axis=0)
+        if num_frames < window:  # the whole input was one short window
+            note = self.looping_note(num_frames, spec.name)
+        else:
+            note = self.looping_note(window, f"{spec.name}: windows of {window} frames")
         return Prediction(source=spec.name, top_k=self.rank(scores), scores=scores, per_window=windows,
-                          num_frames=num_frames, fps=fps, timings=timings.as_dict(), annotated=annotated)
+                          num_frames=num_frames, fps=fps, timings=timings.as_dict(), annotated=annotated,
+                          notes=_present(note))
 
     def _window_prediction(self, number, start, end, fps, scores):
         times = (start / fps, end / fps) if fps else (None, None)
