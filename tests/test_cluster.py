@@ -165,9 +165,13 @@ _WORKER_PROGRAM = textwrap.dedent("""
     for _ in range(STEPS):
         strategy.run(train_step, args=next(iterator))
     kernel, bias = model.get_weights()
+    from two_stream_tf.listen_address import listening_addresses
+    config = json.loads(os.environ["TF_CONFIG"])
+    port = int(config["cluster"]["worker"][config["task"]["index"]].rsplit(":", 1)[1])
     with open(output, "w") as f:
         json.dump({"replicas": strategy.num_replicas_in_sync, "chief": is_chief(strategy),
-                   "kernel": kernel.ravel().tolist(), "bias": bias.tolist()}, f)
+                   "kernel": kernel.ravel().tolist(), "bias": bias.tolist(),
+                   "listening": sorted(listening_addresses(port))}, f)
 """)
 STEPS, PER_WORKER, LEARNING_RATE = 5, 8, 0.05
 
@@ -231,6 +235,8 @@ def test_two_workers_train_in_sync_with_the_generated_tf_config(tmp_path):
     results = [json.loads((tmp_path / f"worker{index}.json").read_text()) for index in range(2)]
     assert [r["replicas"] for r in results] == [2, 2]
     assert [r["chief"] for r in results] == [True, False]
+    # TensorFlow's collective-ops servers listen on the address TF_CONFIG names, not on every interface.
+    assert [r["listening"] for r in results] == [["127.0.0.1"], ["127.0.0.1"]]
     np.testing.assert_array_equal(results[0]["kernel"], results[1]["kernel"])
     np.testing.assert_array_equal(results[0]["bias"], results[1]["bias"])
     kernel, bias = _expected_weights(shards)

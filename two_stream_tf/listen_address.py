@@ -17,6 +17,7 @@ import contextlib
 import ctypes
 import hashlib
 import ipaddress
+import logging
 import os
 import pathlib
 import platform
@@ -101,14 +102,16 @@ def _load():
 
 
 @contextlib.contextmanager
-def listening_on(address):
+def listening_on(address, required=True):
     """Within the block, TensorFlow's gRPC servers that start listen on `address` instead of every interface.
 
     Args:
       address: from `parse_bind_address`; "*" changes nothing (every interface).
+      required: False: where the redirection is not possible, log a warning and change nothing.
 
     Raises:
-      UserError: not Linux, no C compiler, or TensorFlow's libraries could not be redirected.
+      UserError: (`required` only) not Linux, no C compiler, or TensorFlow's libraries could not be
+        redirected.
     """
     address = parse_bind_address(address, "listening address")
     if address == "*":
@@ -117,10 +120,17 @@ def listening_on(address):
     import tensorflow  # noqa: F401  (its libraries must be loaded to be redirected)
 
     with _lock:  # one listening address at a time in this process
-        library = _load()
-        if library.two_stream_redirect_bind(b"tensorflow") <= 0:
-            raise UserError("cannot make TensorFlow's servers listen on one address: its libraries' bind calls "
-                            "were not found or could not be redirected")
+        try:
+            library = _load()
+            if library.two_stream_redirect_bind(b"tensorflow") <= 0:
+                raise UserError("cannot make TensorFlow's servers listen on one address: its libraries' bind "
+                                "calls were not found or could not be redirected")
+        except UserError as error:
+            if required:
+                raise
+            logging.getLogger(__name__).warning("listening on every interface, not only %s: %s", address, error)
+            yield
+            return
         library.two_stream_set_listen_address(address.encode())
         try:
             yield

@@ -8,6 +8,7 @@ the `TF_CONFIG` environment variable) and "tpu".
 With any strategy, the batch size given to training is the global batch: the input pipelines split it
 across replicas through `strategy.distribute_datasets_from_function`.
 """
+import ipaddress
 import json
 import os
 import tempfile
@@ -15,6 +16,7 @@ import tempfile
 import tensorflow as tf
 
 from two_stream_tf.errors import UserError
+from two_stream_tf.listen_address import listening_on
 
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 
@@ -63,6 +65,23 @@ def _tf_config():
         return json.loads(os.environ.get("TF_CONFIG", "") or "{}")
     except json.JSONDecodeError as error:
         raise UserError(f"the TF_CONFIG environment variable is not valid JSON: {error}") from None
+
+
+def _own_address(config):
+    """Where this task's collective-ops server listens: the IP address its TF_CONFIG entry names
+    (127.0.0.1 for localhost), or "*" (every interface, TensorFlow's default) for a host name, which peers may
+    resolve differently than this machine does."""
+    task = config.get("task", {})
+    try:
+        host = str(config["cluster"][task["type"]][int(task["index"])]).rsplit(":", 1)[0].strip("[]")
+    except (KeyError, IndexError, TypeError, ValueError):
+        return "*"
+    if host == "localhost":
+        return "127.0.0.1"
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return "*"
 
 
 def _cluster_workers(config):
@@ -122,7 +141,9 @@ def create_strategy(name="auto", tpu_address=None):
         if not config.get("cluster") or "task" not in config:
             raise UserError("strategy 'multi_worker' needs the TF_CONFIG environment variable with "
                             "'cluster' and 'task' (see tf.distribute.MultiWorkerMirroredStrategy)")
-        return MultiWorkerMirroredStrategy()
+        # TensorFlow's collective-ops server would listen on every interface, unauthenticated.
+        with listening_on(_own_address(config), required=False):
+            return MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     if name == "mirrored":
         devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
