@@ -1,4 +1,5 @@
-"""`two-stream prepare` and two_stream_tf.preparation: real clips, layouts, resuming, SIGKILL, failures, flags."""
+"""`two-stream prepare` and two_stream_tf.preparation: real clips, layouts, numbering, resuming, SIGKILL,
+failures, inputs, flags. (Crash loops and orphaned workers are in test_prepare_crashes.py.)"""
 import os
 import pathlib
 import shutil
@@ -52,6 +53,16 @@ def run_cli(*args):
     return cli.main(["prepare", *map(str, args)])
 
 
+def dead_writers_staging(output, video):
+    """What a writer killed half-way leaves: a staging folder with a lock file nobody holds."""
+    output.create()
+    folder = pathlib.Path(output.tmp) / f"{video}.killed"
+    (folder / video).mkdir(parents=True)
+    (folder / video / "img_00001.jpg").write_bytes(b"\xff\xd8 half a JPEG")
+    (folder.parent / f"{folder.name}.lock").write_text("12345\n")
+    return folder
+
+
 def test_every_real_clip_gives_its_decoded_frame_count(shared_data, tmp_path, capsys):
     expected = decoded_counts(shared_data)
     assert len(expected) == 52
@@ -63,17 +74,19 @@ def test_every_real_clip_gives_its_decoded_frame_count(shared_data, tmp_path, ca
     for relative, frames in expected.items():
         video = pathlib.Path(relative).stem
         folder = tmp_path / video
-        assert count(folder, "img_") == frames, relative
+        # dense_flow numbering: one RGB image per flow pair, N - 1 of each.
+        assert count(folder, "img_") == frames - 1, relative
         assert count(folder, "flow_x_") == count(folder, "flow_y_") == frames - 1, relative
-        assert (tmp_path / layout.rgb_file(video, frames - 1)).is_file()
-        assert not (tmp_path / layout.rgb_file(video, frames)).exists()
-        assert OutputFolder(tmp_path).read_marker(video)["num_frames"] == frames
+        assert (tmp_path / layout.rgb_file(video, frames - 2)).is_file()
+        assert not (tmp_path / layout.rgb_file(video, frames - 1)).exists()
+        marker = OutputFolder(tmp_path).read_marker(video)
+        assert (marker["num_frames"], marker["decoded_frames"]) == (frames - 1, frames)
     # The dataset index reads what was written (layout detected, frames and flow counted).
     entries = [SplitEntry(video=pathlib.Path(k).stem, label=0, path=k) for k in expected]
     index = build_index(tmp_path, entries, ("any",), layout="auto", cache=False)
     assert index.layout.name == "tsn" and index.layout.start == 1
     assert {e.video: (e.num_frames, e.num_flow) for e in index} == {
-        pathlib.Path(k).stem: (v, v - 1) for k, v in expected.items()}
+        pathlib.Path(k).stem: (v - 1, v - 1) for k, v in expected.items()}
     # 320x240 and 340x256 clips both come out with a 32-pixel short side.
     assert cv2.imread(str(tmp_path / "v_Biking_g01_c03" / "img_00001.jpg")).shape == (32, 43, 3)
     assert cv2.imread(str(tmp_path / "v_Basketball_g01_c02" / "flow_y_00001.jpg"), 0).shape == (32, 43)
@@ -82,11 +95,11 @@ def test_every_real_clip_gives_its_decoded_frame_count(shared_data, tmp_path, ca
 def test_tvl1_clip_files_hold_the_resized_frames_and_their_quantised_flow(shared_data, tmp_path):
     clip = shared_data / SHORT_CLIP
     result = extract_video(clip, tmp_path, short_side=48)  # TV-L1, bound 20, quality 95, TSN layout
-    assert (result.status, result.num_frames, result.num_flow) == ("extracted", 48, 47)
+    assert (result.status, result.num_frames, result.num_flow) == ("extracted", 47, 47)
     frames = [cv2.resize(f, (64, 48), interpolation=cv2.INTER_LINEAR) for _, f in zip(range(2), read_frames(clip))]
     folder = tmp_path / clip.stem
     rgb = cv2.imread(str(folder / "img_00001.jpg"))
-    assert np.abs(rgb.astype(int) - frames[0]).mean() < 3  # JPEG at quality 95
+    assert np.abs(rgb.astype(int) - frames[1]).mean() < 3  # the second frame, JPEG at quality 95
     gray = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in frames]
     expected = quantize_flow(compute_flow(gray[0], gray[1], "tvl1"))
     for channel, name in enumerate(("flow_x_00001.jpg", "flow_y_00001.jpg")):
@@ -114,21 +127,20 @@ def test_rerun_skips_done_videos_and_replaces_partial_ones(shared_data, tmp_path
     first = prepare_videos(clips, tmp_path, **options)
     assert [r.status for r in first.results] == ["extracted", "extracted"]
     reference = files_of(tmp_path)
-    # A crash after renaming but before the marker, plus a half-written temporary folder.
+    # A crash after renaming but before the marker, plus a half-written temporary folder of a dead writer.
     output = OutputFolder(tmp_path)
     os.remove(output.marker_path(clips[1].stem))
-    os.remove(tmp_path / clips[1].stem / "img_00006.jpg")
-    stale = pathlib.Path(output.new_staging(clips[0].stem))
-    (stale / "junk.jpg").write_bytes(b"half")
+    os.remove(tmp_path / clips[1].stem / "img_00005.jpg")
+    stale = dead_writers_staging(output, clips[0].stem)
     second = prepare_videos(clips, tmp_path, **options)
     assert [r.status for r in second.results] == ["skipped", "extracted"]
-    assert [r.num_frames for r in second.results] == [6, 6]
-    assert not stale.exists()
+    assert [r.num_frames for r in second.results] == [5, 5]  # 6 frames decoded, dense_flow numbering
+    assert not stale.exists() and os.listdir(output.tmp) == []
     assert files_of(tmp_path) == reference
     # Other settings: not done with them, so extracted again.
     third = prepare_videos(clips, tmp_path, **{**options, "max_frames": 3})
     assert [r.status for r in third.results] == ["extracted", "extracted"]
-    assert count(tmp_path / clips[0].stem, "img_") == 3
+    assert count(tmp_path / clips[0].stem, "img_") == 2
 
 
 def test_sigkill_in_the_middle_then_rerun_completes_correctly(shared_data, tmp_path):
@@ -158,7 +170,7 @@ def test_sigkill_in_the_middle_then_rerun_completes_correctly(shared_data, tmp_p
     assert 0 < len(done) < len(names)
     assert os.listdir(output.tmp), "the kill should have caught a video half-written"
     for video in done:  # whatever counts as done is complete
-        assert count(killed / video, "img_") == expected[video]
+        assert count(killed / video, "img_") == expected[video] - 1
         assert count(killed / video, "flow_x_") == count(killed / video, "flow_y_") == expected[video] - 1
 
     assert run_cli(flags[0], killed, *flags[1:]) == 0
@@ -189,7 +201,7 @@ def test_unreadable_videos_are_reported_and_the_run_goes_on(shared_data, tmp_pat
     report = (out / ".prepare" / "failures.tsv").read_text().splitlines()
     assert report == ["path\treason", f"{videos / 'empty.avi'}\tempty file",
                       f"{videos / 'garbage.avi'}\tcannot be opened as a video (corrupt or unknown format)"]
-    assert count(out / "good", "img_") == 48
+    assert count(out / "good", "img_") == 47
     assert not (out / "garbage").exists() and not (out / "empty").exists()
     # The folder form finds the same three videos (not notes.txt, not the hidden file).
     assert [pathlib.Path(p).name for p in find_videos(videos)] == ["empty.avi", "garbage.avi", "good.mp4"]
@@ -243,7 +255,7 @@ def test_library_arguments_are_checked(tmp_path):
 
 def test_two_runs_cannot_write_the_same_output(tmp_path):
     with OutputFolder(tmp_path).exclusive():
-        with pytest.raises(UserError, match="another extraction is writing"):
+        with pytest.raises(UserError, match=rf"another extraction \(process {os.getpid()}\) is writing to "):
             prepare_videos([], tmp_path, progress=False)
 
 
