@@ -265,3 +265,183 @@ def test_output_size_rules():
     assert ExtractionSettings(short_side=256).output_size(240, 320) == (256, 341)
     assert ExtractionSettings(size=None).output_size(320, 240) == (320, 240)
     assert ExtractionSettings(short_side=256).size is None
+
+
+# --- Frame numbering -----------------------------------------------------------------------------------
+
+ARCHERY = "videos/ucf101/v_Archery_g02_c02.avi"  # much motion: consecutive frames differ clearly
+
+
+def closest_frame(image, frames):
+    return int(np.argmin([np.abs(image.astype(int) - f.astype(int)).mean() for f in frames]))
+
+
+def test_tsn_rgb_numbering_is_dense_flows(shared_data, tmp_path):
+    clip = shared_data / ARCHERY
+    decoded = [f for _, f in zip(range(4), read_frames(clip))]
+    assert np.abs(decoded[0].astype(int) - decoded[1].astype(int)).mean() > 5  # tell frames apart
+    result = extract_video(clip, tmp_path / "tsn", size=None, flow_method="farneback", jpeg_quality=100,
+                           max_frames=4)
+    assert (result.num_frames, result.num_flow) == (3, 3)
+    folder = tmp_path / "tsn" / clip.stem
+    # img_00001 is the video's second frame, img_k frame k: RGB k and flow k end at the same frame.
+    for k in (1, 2, 3):
+        assert closest_frame(cv2.imread(str(folder / f"img_{k:05d}.jpg")), decoded) == k
+    assert not (folder / "img_00004.jpg").exists()
+    gray = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in decoded]
+    for k in (1, 3):  # flow k is the motion from frame k - 1 to frame k
+        expected = quantize_flow(compute_flow(gray[k - 1], gray[k], "farneback"))
+        written = cv2.imread(str(folder / f"flow_x_{k:05d}.jpg"), cv2.IMREAD_GRAYSCALE)
+        assert np.abs(written.astype(int) - expected[..., 0]).mean() < 2
+    # Every frame on request: img_00001 is the first frame, the start of flow 1.
+    every = extract_video(clip, tmp_path / "all", size=None, flow_method="none", jpeg_quality=100, max_frames=4,
+                          rgb_frames="all")
+    assert (every.num_frames, every.num_flow) == (4, 0)
+    for k in (1, 4):
+        image = cv2.imread(str(tmp_path / "all" / clip.stem / f"img_{k:05d}.jpg"))
+        assert closest_frame(image, decoded) == k - 1
+    # The other layouts keep every frame, as their published dumps do.
+    assert ExtractionSettings(layout="twostreamfusion").rgb_frames == "all"
+    assert ExtractionSettings().rgb_frames == "dense_flow"
+
+
+def test_the_synthetic_dataset_is_numbered_as_prepare_numbers_it(tmp_path):
+    from two_stream_tf.data.synthetic import render_video, write_synthetic_dataset
+
+    dataset = write_synthetic_dataset(tmp_path / "synthetic", num_classes=1, videos_per_class=2, num_frames=6,
+                                      frame_size=(64, 48), progress=False)
+    spec = dataset.videos[0]
+    rendered = [cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in render_video(spec).frames]
+    prepared = tmp_path / "prepared"
+    assert extract_video(dataset.video_path(spec), prepared, size=None, flow_method="dis").ok
+    synthetic_names = sorted(os.listdir(pathlib.Path(dataset.frames_dir) / spec.video))
+    assert synthetic_names == sorted(os.listdir(prepared / spec.video))
+    assert count(prepared / spec.video, "img_") == 5 and count(prepared / spec.video, "flow_y_") == 5
+    for k in (1, 5):
+        for root in (pathlib.Path(dataset.frames_dir), prepared):
+            assert closest_frame(cv2.imread(str(root / spec.video / f"img_{k:05d}.jpg")), rendered) == k
+
+
+# --- Checks of what decodes and of what is on disk -----------------------------------------------------
+
+def truncated_copy(shared_data, folder, fraction=0.5):
+    """A real 330-frame AVI with the second half of its bytes cut off (its header still says 330)."""
+    data = (shared_data / "videos/ucf101/v_Billiards_g15_c01.avi").read_bytes()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "v_Billiards_g15_c01.avi"
+    path.write_bytes(data[:int(len(data) * fraction)])
+    return path
+
+
+def test_a_truncated_video_is_a_reported_failure(shared_data, tmp_path, capsys):
+    cut = truncated_copy(shared_data, tmp_path / "videos")
+    decodes = sum(1 for _ in read_frames(cut))
+    assert 100 < decodes < 300
+    out = tmp_path / "out"
+    assert run_cli(cut, out, "--flow", "dis", "--short-side", "32", "--no-progress") == 1
+    printed = capsys.readouterr().out
+    reason = f"only {decodes} of the 330 frames the container declares could be decoded"
+    assert reason in printed
+    report = (out / ".prepare" / "failures.tsv").read_text().splitlines()
+    assert len(report) == 2 and report[1].startswith(f"{cut}\t{reason}")
+    assert not (out / cut.stem).exists() and os.listdir(out / ".prepare" / "done") == []
+    # On request, what decodes is kept, with both counts said.
+    assert run_cli(cut, out, "--flow", "dis", "--short-side", "32", "--no-progress", "--short-decode", "warn") == 0
+    printed = capsys.readouterr().out
+    assert f"decoded {decodes} of the 330 frames its container declares; kept" in printed
+    assert count(out / cut.stem, "img_") == decodes - 1
+    marker = OutputFolder(out).read_marker(cut.stem)
+    assert (marker["decoded_frames"], marker["declared_frames"]) == (decodes, 330) and "330" in marker["warning"]
+
+
+def test_the_tolerance_for_container_counts(shared_data):
+    from two_stream_tf.preparation.video import ShortDecodeError, check_decoded, declared_frame_count
+
+    # A real HMDB-51 AVI declares 409 frames and 408 decode: one missing frame is a good video.
+    hmdb = shared_data / "videos/hmdb51/April_09_brush_hair_u_nm_np1_ba_goo_0.avi"
+    assert declared_frame_count(hmdb) == 409
+    check_decoded(408, 409)
+    with pytest.raises(ShortDecodeError, match="only 407 of the 409 frames"):
+        check_decoded(407, 409)
+    # A raw MPEG-4 stream declares a garbage count: unknown, nothing to check.
+    assert declared_frame_count(shared_data / "videos/ucf101_elementary_stream/v_CliffDiving_g03_c01.mp4") is None
+    check_decoded(92, None)
+    check_decoded(12, 10)  # more than declared is fine
+
+
+def test_a_done_video_whose_folder_disagrees_with_its_marker_is_redone(shared_data, tmp_path):
+    clip = shared_data / "videos/ucf101/v_PushUps_g02_c03.avi"
+    options = dict(flow_method="dis", short_side=32, progress=False)
+    assert prepare_videos([clip], tmp_path, **options).exit_code == 0
+    reference = files_of(tmp_path)
+    folder = tmp_path / clip.stem
+    settings = ExtractionSettings(flow_method="dis", short_side=32)
+    output = OutputFolder(tmp_path)
+    damages = {
+        # What an orphaned writer did: the lowest RGB images gone, the marker still there.
+        "lowest images gone": (lambda: [os.remove(folder / f"img_{k:05d}.jpg") for k in range(1, 61)],
+                               f"{clip.stem}/ lacks 60 of its 234 files (first img_00001.jpg)"),
+        "an empty image": (lambda: (folder / "img_00040.jpg").write_bytes(b""),
+                           f"{clip.stem}/ has 1 empty files (first img_00040.jpg)"),
+        "a cut image": (lambda: (folder / "flow_x_00007.jpg").write_bytes(
+            (folder / "flow_x_00007.jpg").read_bytes()[:100]), "bytes, the marker records"),
+        "an extra image": (lambda: shutil.copy(folder / "img_00078.jpg", folder / "img_00079.jpg"),
+                           f"{clip.stem}/ has 1 unexpected files (first img_00079.jpg)"),
+    }
+    for damage, (apply, problem) in damages.items():
+        apply()
+        check = output.check_done(clip.stem, settings)
+        assert not check.done and problem in check.problem, damage
+        summary = prepare_videos([clip], tmp_path, **options)
+        assert summary.results[0].status == "extracted", damage
+        assert "re-extracted: its folder disagreed with its done-marker" in summary.describe(), damage
+        assert files_of(tmp_path) == reference, damage
+
+
+def test_a_commit_checks_the_files_it_records(shared_data, tmp_path):
+    from two_stream_tf.preparation.output import CommitError
+
+    output = OutputFolder(tmp_path)
+    output.create()
+    settings = ExtractionSettings(flow_method="none", size=(32, 24))
+    with output.staging("v_Short") as staging:
+        os.makedirs(os.path.join(staging, "v_Short"))
+        for k in (1, 2):
+            cv2.imwrite(os.path.join(staging, "v_Short", f"img_{k:05d}.jpg"), np.zeros((24, 32, 3), np.uint8))
+        record = {"num_frames": 3, "num_flow": 0, "settings": settings.to_dict()}
+        with pytest.raises(CommitError, match=r"incomplete: v_Short/ lacks 1 of its 3 files \(first img_00003.jpg\)"):
+            output.commit("v_Short", staging, "tsn", record)
+    assert output.read_marker("v_Short") is None and not (tmp_path / "v_Short").exists()
+    assert os.listdir(output.tmp) == []  # the staging folder and its lock are gone
+
+
+# --- Inputs --------------------------------------------------------------------------------------------
+
+def test_a_single_video_file_is_an_input(shared_data, tmp_path, capsys):
+    clip = shared_data / SHORT_CLIP
+    assert run_cli(clip, tmp_path / "out", "--flow", "dis", "--short-side", "32", "--no-progress") == 0
+    assert "1 videos into" in capsys.readouterr().out
+    assert count(tmp_path / "out" / clip.stem, "img_") == 47
+    assert find_videos(clip) == [str(clip.resolve())]
+    # A binary file under a name that is not a video's is neither a video nor a list: said, not a traceback.
+    odd = tmp_path / "clip.bin"
+    shutil.copy(clip, odd)
+    assert run_cli(odd, tmp_path / "out2") == 2
+    error = capsys.readouterr().err
+    assert f"{odd} is not a video" in error and "nor a text file list" in error and "Traceback" not in error
+
+
+def test_list_entries_outside_the_video_root_are_refused(shared_data, tmp_path, capsys):
+    root = tmp_path / "root"
+    (root / "Class").mkdir(parents=True)
+    shutil.copy(shared_data / SHORT_CLIP, root / "Class" / "inside.mp4")
+    shutil.copy(shared_data / SHORT_CLIP, tmp_path / "outside.mp4")
+    listing = tmp_path / "list.txt"
+    for line, entry in ((2, "../outside.mp4"), (2, str(tmp_path / "outside.mp4")), (2, "Class/../../outside.mp4")):
+        listing.write_text(f"Class/inside.mp4 1\n{entry} 1\n")
+        with pytest.raises(UserError, match=rf"{listing}:{line}: video '{entry}' is outside the video root {root}"):
+            find_videos(listing, root)
+        assert run_cli(listing, tmp_path / "out", "--video-root", root) == 2
+        assert f"{listing}:{line}: video" in capsys.readouterr().err
+    listing.write_text("Class/inside.mp4 1\nClass/./inside.mp4 1\n")
+    assert find_videos(listing, root) == [str((root / "Class" / "inside.mp4").resolve())] * 2

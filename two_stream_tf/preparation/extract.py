@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 
 from two_stream_tf.data.layouts import LAYOUTS
-from two_stream_tf.flow.compute import get_optical_flow
+from two_stream_tf.flow.compute import create_optical_flow
 from two_stream_tf.flow.quantize import DEFAULT_BOUND, quantize_flow
 from two_stream_tf.preparation.discovery import video_id as video_id_of
 from two_stream_tf.preparation.numbering import ALL_FRAMES, first_rgb_frame
@@ -164,7 +164,10 @@ def _write_video(source, staging, video_id, settings, on_frame):
     """Writes all files of one video under `staging`; returns what was written as a `_Written`."""
     layout = LAYOUTS[settings.layout]
     with_flow = settings.flow_method != "none"
-    flow = get_optical_flow(settings.flow_method) if with_flow else None
+    # A fresh flow object per video: OpenCV's DIS object carries state from one call to the next (the flow
+    # of a pair differs at the 0.01 px level after other pairs), so a reused one would make a video's files
+    # depend on which videos its worker did before, and a resumed run would not rewrite the same bytes.
+    flow = create_optical_flow(settings.flow_method) if with_flow else None
     first_rgb = first_rgb_frame(settings.rgb_frames)
     params = [cv2.IMWRITE_JPEG_QUALITY, settings.jpeg_quality]
     created = set()
