@@ -217,6 +217,8 @@ def test_unreadable_videos_are_reported_and_the_run_goes_on(shared_data, tmp_pat
     (["--bound", "0"], "--bound"),
     (["--workers", "0"], "--workers"),
     (["--layout", "caffe"], "--layout"),
+    (["--rgb-frames", "odd"], "--rgb-frames"),
+    (["--short-decode", "ignore"], "--short-decode"),
 ])
 def test_bad_flags_exit_2_naming_the_flag(tmp_path, capsys, flags, named):
     assert run_cli(tmp_path, tmp_path / "out", *flags) == 2
