@@ -447,3 +447,26 @@ def test_list_entries_outside_the_video_root_are_refused(shared_data, tmp_path, 
         assert f"{listing}:{line}: video" in capsys.readouterr().err
     listing.write_text("Class/inside.mp4 1\nClass/./inside.mp4 1\n")
     assert find_videos(listing, root) == [str((root / "Class" / "inside.mp4").resolve())] * 2
+
+
+def test_frames_written_before_the_numbering_choice_are_kept_with_rgb_frames_all(shared_data, tmp_path):
+    import json
+
+    clip = shared_data / SHORT_CLIP
+    options = dict(flow_method="dis", short_side=32, max_frames=5, progress=False)
+    assert prepare_videos([clip], tmp_path, rgb_frames="all", **options).exit_code == 0
+    before = files_of(tmp_path / clip.stem)
+    # A marker as older versions wrote it: no numbering in the settings, no total size.
+    output = OutputFolder(tmp_path)
+    marker = output.read_marker(clip.stem)
+    del marker["settings"]["rgb_frames"], marker["bytes"]
+    pathlib.Path(output.marker_path(clip.stem)).write_text(json.dumps(marker))
+    kept = prepare_videos([clip], tmp_path, rgb_frames="all", **options)
+    assert kept.results[0].status == "skipped" and files_of(tmp_path / clip.stem) == before
+    # Its files are still checked: one missing, and it is redone.
+    os.remove(tmp_path / clip.stem / "img_00005.jpg")
+    assert prepare_videos([clip], tmp_path, rgb_frames="all", **options).results[0].status == "extracted"
+    assert files_of(tmp_path / clip.stem) == before
+    # The TSN default numbers differently: redone with 4 RGB images.
+    renumbered = prepare_videos([clip], tmp_path, **options)
+    assert renumbered.results[0].status == "extracted" and count(tmp_path / clip.stem, "img_") == 4

@@ -111,11 +111,17 @@ def inspect_video_files(root, layout_name, video_id, num_frames, num_flow):
             if names:
                 problems.append(f"{folder}/ is missing ({len(names)} files expected)")
             continue
+        except OSError as error:  # not a folder, no permission
+            problems.append(f"{folder}/ cannot be listed ({error.strerror})")
+            continue
         missing = sorted(names - found.keys())
         extra = sorted(found.keys() - names)
         empty = []
         for name in sorted(names & found.keys()):
-            size = found[name].stat().st_size
+            try:
+                size = found[name].stat().st_size
+            except OSError:  # a dangling link, or removed while listing
+                size = 0
             total += size
             if size == 0:
                 empty.append(name)
@@ -171,15 +177,15 @@ class OutputFolder:
           A `DoneCheck`; its `problem` says how the folders disagree with a marker of these settings.
         """
         marker = self.read_marker(video_id)
-        if marker is None or marker.get("settings") != settings.to_dict():
+        if marker is None or _marker_settings(marker) != settings.to_dict():
             return DoneCheck(False)
         try:
             num_frames, num_flow = int(marker["num_frames"]), int(marker["num_flow"])
-            recorded_bytes = int(marker["bytes"])
+            recorded_bytes = None if "bytes" not in marker else int(marker["bytes"])  # older markers: no size
         except (KeyError, TypeError, ValueError):
-            return DoneCheck(False, "its done-marker is from an older version or damaged")
+            return DoneCheck(False, "its done-marker is damaged")
         problem, total = inspect_video_files(self.root, settings.layout, video_id, num_frames, num_flow)
-        if problem is None and total != recorded_bytes:
+        if problem is None and recorded_bytes is not None and total != recorded_bytes:
             problem = f"its files hold {total} bytes, the marker records {recorded_bytes}"
         return DoneCheck(problem is None, problem)
 
@@ -325,6 +331,15 @@ class OutputFolder:
                 yield
             finally:
                 os.remove(self.lock_path)
+
+
+def _marker_settings(marker):
+    """The settings a marker was written with; markers from before the RGB numbering choice wrote every
+    frame, so they count as `rgb_frames="all"` (a rerun with that keeps their videos)."""
+    settings = marker.get("settings")
+    if isinstance(settings, dict) and "rgb_frames" not in settings:
+        settings = dict(settings, rgb_frames="all")
+    return settings
 
 
 def _same_file(descriptor, path):
