@@ -52,9 +52,9 @@ def add_extraction_arguments(parser):
     parser.add_argument("--max-frames", type=whole_number(1), metavar="N",
                         help="only the first N frames of each video (previews, benchmarks)")
     parser.add_argument("--rgb-frames", choices=RGB_FRAME_CHOICES,
-                        help="dense_flow: N-1 RGB images, img k = frame k+1, the end of flow k (TSN's dumps); "
-                        "all: N images, img k = frame k, the start of flow k (default: dense_flow for the tsn "
-                        "layout, all for the others)")
+                        help="dense_flow: N-1 RGB images from the second frame, each the frame where the flow "
+                        "pair of its number ends (TSN's dense_flow); all: N images from the first frame, each "
+                        "where its pair starts (default: dense_flow for the tsn layout, all for the others)")
     parser.add_argument("--short-decode", choices=SHORT_DECODE_CHOICES, default="fail",
                         help="a video decoding to fewer frames than its container declares (more than 1 "
                         "fewer): fail = report it in failures.tsv, warn = keep what decodes and print both "
