@@ -26,8 +26,8 @@ def start_prepare(videos, output, *flags):
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def parents():
-    """{pid: parent pid} of every process (from /proc)."""
+def process_table():
+    """{pid: (parent pid, start time)} of every process, from /proc."""
     found = {}
     for name in os.listdir("/proc"):
         if name.isdigit():
@@ -37,34 +37,36 @@ def parents():
                     fields = stat.read().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            found[int(name)] = int(fields[1])
+            found[int(name)] = (int(fields[1]), int(fields[19]))
     return found
 
 
 def descendants(pid):
-    """The processes started, directly or not, by `pid`."""
-    tree = parents()
+    """The processes started, directly or not, by `pid`, as `(pid, start time)` (a pid may be reused)."""
+    table = process_table()
     found, frontier = set(), {pid}
     while frontier:
-        frontier = {child for child, parent in tree.items() if parent in frontier} - found
-        found |= frontier
+        frontier = {child for child, (parent, _) in table.items() if parent in frontier} - {p for p, _ in found}
+        found |= {(child, table[child][1]) for child in frontier}
     return found
 
 
-def running(pid):
-    """Whether `pid` is a live process (not gone, not a zombie waiting to be reaped)."""
+def running(process):
+    """Whether `(pid, start time)` is still a live process (not gone, not a zombie waiting to be reaped)."""
+    pid, start = process
     try:
         with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+            fields = stat.read().rsplit(")", 1)[1].split()
     except OSError:
         return False
+    return int(fields[19]) == start and fields[0] != "Z"
 
 
-def wait_until_gone(pids):
+def wait_until_gone(processes):
     deadline = time.monotonic() + GONE_DEADLINE
-    while time.monotonic() < deadline and any(running(pid) for pid in pids):
+    while time.monotonic() < deadline and any(running(process) for process in processes):
         time.sleep(0.1)
-    return {pid for pid in pids if running(pid)}
+    return {process for process in processes if running(process)}
 
 
 def is_pool_worker(pid):
@@ -141,10 +143,11 @@ def test_workers_do_not_outlive_a_killed_parent(shared_data, tmp_path, moment):
     output = tmp_path / "out"
     folder = OutputFolder(output)
     process = start_prepare(listing, output, "--flow", "tvl1", "--workers", "2", "--no-progress")
+    workers = []
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and process.poll() is None:
-            workers = [pid for pid in descendants(process.pid) if is_pool_worker(pid)]
+            workers = [pid for pid, _ in descendants(process.pid) if is_pool_worker(pid)]
             if moment == "workers starting" and len(workers) == 2:
                 break  # spawned, most likely still importing: before they could ask to die with the parent
             if moment == "workers extracting" and os.path.isdir(folder.tmp) and any(
@@ -156,8 +159,8 @@ def test_workers_do_not_outlive_a_killed_parent(shared_data, tmp_path, moment):
         process.send_signal(signal.SIGKILL)
         process.wait()
     assert process.returncode == -signal.SIGKILL, "the run ended before the moment to kill it"
-    assert len([pid for pid in started if is_pool_worker(pid)]) == 2 or moment == "workers extracting"
-    assert started
+    assert len(workers) == 2, "no two pool workers seen before the kill"
+    assert {pid for pid, _ in started} >= set(workers)
     assert not wait_until_gone(started), "workers outlived their parent"
     assert not os.path.isdir(folder.done) or os.listdir(folder.done) == []
 
