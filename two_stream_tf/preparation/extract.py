@@ -223,5 +223,5 @@ def _write_video(source, staging, video_id, settings, on_frame):
     num_frames = decoded - first_rgb
     if num_frames < 1:
         raise VideoReadError(f"only {decoded} frame decoded: dense_flow numbering writes one RGB image per "
-                             f"flow pair and needs 2 (rgb_frames={ALL_FRAMES!r} keeps single frames)")
+                             f"flow pair and needs 2 (--rgb-frames {ALL_FRAMES} keeps single frames)")
     return _Written(num_frames, num_flow, decoded, declared, warning)
