@@ -37,15 +37,15 @@ def test_synthetic_dataset_split_index(synthetic_dataset, tmp_path):
     assert train.layout.name == "tsn" and train.layout.start == 1
     assert train.classes == synthetic_dataset.classes
     first = train.entries[0]
-    assert first == VideoEntry("v_RedTriangleRise_g01_c01", 0, 32, 31)
+    assert first == VideoEntry("v_RedTriangleRise_g01_c01", 0, 31, 31)  # dense_flow numbering: 31 RGB, 31 pairs
     assert train.rgb_path(first, 0) == os.path.join(synthetic_dataset.frames_dir, first.video, "img_00001.jpg")
     assert train.flow_paths(first, 30)[1].endswith(os.path.join(first.video, "flow_y_00031.jpg"))
-    assert all(os.path.exists(p) for p in (train.rgb_path(first, 31), *train.flow_paths(first, 30)))
+    assert all(os.path.exists(p) for p in (train.rgb_path(first, 30), *train.flow_paths(first, 30)))
     with pytest.raises(IndexError):
-        train.rgb_path(first, 32)
+        train.rgb_path(first, 31)
     summary = test.summary()
     assert summary["videos_per_class"]["min"] == summary["videos_per_class"]["max"] == 4
-    assert summary["frames"]["total"] == 32 * 32 and summary["flow"]["mean"] == 31
+    assert summary["frames"]["total"] == 32 * 31 and summary["flow"]["mean"] == 31
 
 
 def test_mmaction2_sample_frames(shared_data, tmp_path):
@@ -217,7 +217,7 @@ def test_index_command(synthetic_dataset, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "layout:      tsn (frames numbered from 1)" in out
     assert "split 1 train: 64 videos, 8 of 8 classes present" in out and "split 1 test: 32 videos" in out
-    assert "RGB frames:       min 32, mean 32.0, max 32, total 1024" in out  # the test subset
+    assert "RGB frames:       min 31, mean 31.0, max 31, total 992" in out  # the test subset, dense_flow numbering
 
     subset = tmp_path / "subset.txt"
     subset.write_text("1 BlueKiteBounce\n2 RedTriangleRise\n")

@@ -194,9 +194,10 @@ def test_stream_order_does_not_matter_and_a_fused_model_file_works(models, loade
     assert fused.stack_length == STACK_LENGTH and fused.models.rgb_normalization == "tf"
     prediction = fused.predict_video(archery)
     assert prediction.scores.sum() == pytest.approx(1.0, abs=1e-5)
-    # The fused model reads the RGB frame at each flow snippet's start, as the two-stream dataset does.
-    starts = sampling.test_starts(prediction.num_frames - 1, 25, length=STACK_LENGTH).numpy().tolist()
-    assert prediction.snippet_frames == starts
+    # The fused model reads the RGB image numbered like each flow snippet's first pair, as the two-stream
+    # dataset does; with dense_flow numbering that image is the frame where the pair ends.
+    starts = sampling.test_starts(prediction.num_frames - 1, 25, length=STACK_LENGTH).numpy() + 1
+    assert prediction.snippet_frames == starts.tolist()
 
 
 def test_flow_is_the_flow_data_preparation_writes(archery, tmp_path):
@@ -224,10 +225,15 @@ def test_flow_is_the_flow_data_preparation_writes(archery, tmp_path):
 def test_snippets_follow_the_pipelines_test_sampling():
     plan = plan_snippets(100, 25, stack_length=5)
     starts = sampling.test_starts(99, 25, length=5).numpy()
-    assert plan.rgb == tuple(starts.tolist())
+    # dense_flow numbering (TSN's frames): RGB image s is frame s + 1, where the stack's first pair ends.
+    assert plan.rgb == tuple((starts + 1).tolist())
     assert plan.stacks[3] == tuple(range(starts[3], starts[3] + 5))
+    assert plan_snippets(100, 25, stack_length=5, rgb_frames="all").rgb == tuple(starts.tolist())
     spatial_only = plan_snippets(100, 25)
-    assert spatial_only.stacks == () and spatial_only.rgb == tuple(sampling.test_starts(100, 25).numpy().tolist())
+    # The spatial dataset spreads its snippets over the 99 RGB images, frames 1 … 99.
+    assert spatial_only.stacks == () and spatial_only.rgb == tuple(
+        (sampling.test_starts(99, 25).numpy() + 1).tolist())
+    assert plan_snippets(100, 25, rgb_frames="all").rgb == tuple(sampling.test_starts(100, 25).numpy().tolist())
     separate = plan_snippets(100, 25, stack_length=5, joint=False)
     assert separate.rgb == spatial_only.rgb and separate.stacks == plan.stacks
     # A stack longer than the video loops back to pair 0, as in training.

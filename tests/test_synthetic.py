@@ -31,7 +31,7 @@ def test_same_seed_same_bytes(tmp_path):
     first = files_of(write_synthetic_dataset(tmp_path / "a", seed=3, **TINY).root)
     second = files_of(write_synthetic_dataset(tmp_path / "b", seed=3, **TINY).root)
     other = files_of(write_synthetic_dataset(tmp_path / "c", seed=4, **TINY).root)
-    assert len(first) == 3 + 6 + 6 * (5 + 2 * 4)  # split files, AVIs, frame folders
+    assert len(first) == 3 + 6 + 6 * (4 + 2 * 4)  # split files, AVIs, frame folders (dense_flow: N - 1 RGB)
     assert first == second
     assert first.keys() == other.keys()
     changed = [name for name in first if first[name] != other[name]]
@@ -122,7 +122,7 @@ def test_one_frame_shows_the_look_and_the_flow_shows_the_motion(synthetic_datase
         colours, motions = [], []
         for spec in (s for s in synthetic_dataset.videos if s.class_name == name):
             frames = [cv2.imread(os.path.join(synthetic_dataset.frames_dir, spec.video, f"img_{t + 1:05d}.jpg"))
-                      for t in (0, 16, 31)]
+                      for t in (0, 16, 30)]
             colours.append(np.mean([f.reshape(-1, 3).mean(axis=0) for f in frames], axis=0))
             mask = render_video(spec).object_mask
             motions.append(np.mean([read_flow(synthetic_dataset.frames_dir, spec.video, t)[interior(mask[t]), 1].mean()
@@ -169,7 +169,7 @@ def test_synth_command(tmp_path, capsys):
     assert "wrote 9 videos of 3 classes (6 train / 3 test)" in capsys.readouterr().out
     split = load_ucf101_split(tmp_path / "out")
     assert split.classes == class_names(3) and len(split.test) == 3
-    frame = cv2.imread(str(tmp_path / "out" / "frames" / split.test[0].video / "img_00004.jpg"))
+    frame = cv2.imread(str(tmp_path / "out" / "frames" / split.test[0].video / "img_00003.jpg"))  # 4 frames: 3 RGB
     assert frame.shape == (24, 32, 3)
 
     assert cli.main(["synth", "--output", str(tmp_path / "bad"), "--classes", "17"]) == 2

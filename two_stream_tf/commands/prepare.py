@@ -1,9 +1,12 @@
 """`two-stream prepare VIDEOS OUTPUT`: RGB frames and optical flow JPEGs from raw videos.
 
-VIDEOS is a folder (UCF-101 / HMDB-51 class folders, or flat) or a file list (one path per line, e.g. a
-UCF-101 trainlist with `--video-root`). Each video goes to `OUTPUT/<video id>/` in the TSN layout
-(`img_00001.jpg`, `flow_x_00001.jpg`, `flow_y_00001.jpg`) unless `--layout` says otherwise. Rerunning the
-same command resumes: finished videos are skipped, interrupted ones redone. Exit status: 0 all videos done,
+VIDEOS is one video file, a folder (UCF-101 / HMDB-51 class folders, or flat) or a file list (one path per
+line, e.g. a UCF-101 trainlist with `--video-root`; entries outside the root are refused). Each video goes
+to `OUTPUT/<video id>/` in the TSN layout (`img_00001.jpg`, `flow_x_00001.jpg`, `flow_y_00001.jpg`, numbered
+as TSN's dense_flow: N - 1 RGB images from the second frame, RGB k and flow k ending at the same frame)
+unless `--layout` / `--rgb-frames` say otherwise. Rerunning the same command resumes: finished videos whose
+files agree with their done-markers are skipped, all others redone. A video that decodes short of its
+container's frame count fails (`--short-decode warn` keeps it with a note). Exit status: 0 all videos done,
 1 some failed (listed, and in OUTPUT/.prepare/failures.tsv), 2 bad arguments.
 
     two-stream prepare UCF-101 frames --flow tvl1 --workers 8
@@ -17,7 +20,8 @@ from two_stream_tf.errors import UserError
 from two_stream_tf.flow.quantize import DEFAULT_BOUND
 from two_stream_tf.preparation.discovery import VIDEO_EXTENSIONS, find_videos
 from two_stream_tf.preparation.runner import available_cpus, prepare_videos
-from two_stream_tf.preparation.settings import DEFAULT_SIZE, FLOW_CHOICES
+from two_stream_tf.preparation.numbering import RGB_FRAME_CHOICES
+from two_stream_tf.preparation.settings import DEFAULT_SIZE, FLOW_CHOICES, SHORT_DECODE_CHOICES
 from two_stream_tf.preparation.video import quiet_opencv_warnings
 
 HELP = "RGB frames + TV-L1/DIS/Farneback flow JPEGs from videos (parallel, resumable)"
@@ -28,7 +32,7 @@ _size = frame_size(allow_original=True)
 
 def add_extraction_arguments(parser):
     """Adds the flags that choose what is written (shared with `pipelines/beam_extract.py`)."""
-    parser.add_argument("videos", help="a folder of videos (searched recursively) or a file list")
+    parser.add_argument("videos", help="a video file, a folder of videos (searched recursively) or a file list")
     parser.add_argument("output", help="the dataset root to write frames into")
     parser.add_argument("--video-root", help="folder that the paths in a file list start from "
                         "(default: the list's folder)")
@@ -47,18 +51,28 @@ def add_extraction_arguments(parser):
                         help="JPEG quality 0..100 (default: 95)")
     parser.add_argument("--max-frames", type=whole_number(1), metavar="N",
                         help="only the first N frames of each video (previews, benchmarks)")
+    parser.add_argument("--rgb-frames", choices=RGB_FRAME_CHOICES,
+                        help="dense_flow: N-1 RGB images from the second frame, each the frame where the flow "
+                        "pair of its number ends (TSN's dense_flow); all: N images from the first frame, each "
+                        "where its pair starts (default: dense_flow for the tsn layout, all for the others)")
+    parser.add_argument("--short-decode", choices=SHORT_DECODE_CHOICES, default="fail",
+                        help="a video decoding to fewer frames than its container declares (more than 1 "
+                        "fewer): fail = report it in failures.tsv, warn = keep what decodes and print both "
+                        "counts (default: fail)")
 
 
 def extraction_settings(args):
     """The keyword arguments of `prepare_videos` / `ExtractionSettings` chosen by the flags."""
     return dict(layout=args.layout, size=args.size, short_side=args.short_side, flow_method=args.flow,
-                bound=args.bound, jpeg_quality=args.jpeg_quality, max_frames=args.max_frames)
+                bound=args.bound, jpeg_quality=args.jpeg_quality, max_frames=args.max_frames,
+                rgb_frames=args.rgb_frames, short_decode=args.short_decode)
 
 
 def list_videos(args):
     """The video files the flags name; `UserError` naming the argument if there are none."""
     if not os.path.exists(args.videos):
-        raise UserError(f"argument videos: {args.videos} does not exist (give a folder of videos or a file list)")
+        raise UserError(f"argument videos: {args.videos} does not exist (give a video file, a folder of videos "
+                        "or a file list)")
     if args.video_root is not None and not os.path.isdir(args.video_root):
         raise UserError(f"argument --video-root: {args.video_root} is not a folder")
     paths = find_videos(args.videos, args.video_root)

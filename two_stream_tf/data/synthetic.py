@@ -13,6 +13,8 @@ Frames are rendered analytically, so the optical flow the generator applied is k
 pixel: the object's motion where the object is, the background's pan elsewhere. With `write_frames` the
 dataset also gets frame folders in a frame layout (TSN by default) whose flow images are this ground-truth
 flow quantised like dense_flow does, so tests and demos have flow without running an optical-flow method.
+RGB images are numbered as `two-stream prepare` numbers them (`two_stream_tf.preparation.numbering`): in the
+TSN layout, as dense_flow, N - 1 images from the second frame (RGB k and flow k end at the same frame).
 
 Output (`write_synthetic_dataset(output_dir)`)::
 
@@ -446,14 +448,17 @@ def render_video(spec):
 
 
 def write_synthetic_dataset(output_dir, num_classes=8, videos_per_class=12, num_frames=32,
-                            frame_size=(128, 96), seed=0, write_frames=True, layout="tsn", progress=None):
+                            frame_size=(128, 96), seed=0, write_frames=True, layout="tsn", progress=None,
+                            rgb_frames=None):
     """Writes a small UCF-101-style dataset of synthetic action videos.
 
     Writes `output_dir/videos/<Class>/v_<Class>_gGG_cCC.avi` (MJPG, 25 fps), `classInd.txt`,
     `trainlist01.txt` (with 1-based labels) and `testlist01.txt` (train and test never share a group), and
-    with `write_frames` the frame folders `output_dir/frames/<video>/…` in `layout`: N RGB JPEGs and N - 1
-    flow pairs holding the ground-truth flow quantised with `two_stream_tf.flow.quantize.quantize_flow`
-    (bound 20). The same arguments always give the same files.
+    with `write_frames` the frame folders `output_dir/frames/<video>/…` in `layout`: N - 1 flow pairs
+    holding the ground-truth flow quantised with `two_stream_tf.flow.quantize.quantize_flow` (bound 20),
+    and the RGB JPEGs numbered as `two-stream prepare` would write them from the AVI: N - 1 images from
+    the second frame (dense_flow numbering, the TSN layout's) or all N (the other layouts', or
+    `rgb_frames="all"`). The same arguments always give the same files.
 
     Args:
       output_dir: folder to write into (created; existing files of the same names are overwritten).
@@ -465,14 +470,22 @@ def write_synthetic_dataset(output_dir, num_classes=8, videos_per_class=12, num_
       write_frames: also write the frame folders.
       layout: a name in `LAYOUTS` or a `Layout` for the frame folders.
       progress: show a progress bar; None shows it only on a terminal.
+      rgb_frames: "dense_flow", "all" or None (the layout's default, as in `two-stream prepare`).
 
     Returns:
       A `SyntheticDataset`.
     """
+    # Here, not at the top: two_stream_tf.data must not need the preparation package to import.
+    from two_stream_tf.preparation.numbering import RGB_FRAME_CHOICES, default_rgb_frames, first_rgb_frame
+
     if isinstance(layout, str):
         if layout not in LAYOUTS:
             raise UserError(f"unknown frame layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
         layout = LAYOUTS[layout]
+    if rgb_frames is None:
+        rgb_frames = default_rgb_frames(layout.name)
+    elif rgb_frames not in RGB_FRAME_CHOICES:
+        raise UserError(f"rgb_frames {rgb_frames!r} is not one of {', '.join(RGB_FRAME_CHOICES)}")
     specs = make_video_specs(num_classes, videos_per_class, num_frames, frame_size, seed)
     classes = class_names(num_classes)
     root = os.path.abspath(os.fspath(output_dir))
@@ -489,7 +502,7 @@ def write_synthetic_dataset(output_dir, num_classes=8, videos_per_class=12, num_
         if number == 0:
             _check_readable(dataset.video_path(spec), len(rendered.frames))
         if write_frames:
-            _write_frame_folder(frames_dir, layout, spec.video, rendered)
+            _write_frame_folder(frames_dir, layout, spec.video, rendered, first_rgb_frame(rgb_frames))
     return dataset
 
 
@@ -530,7 +543,7 @@ def _check_readable(path, num_frames):
                            "this OpenCV build lacks MJPG AVI support")
 
 
-def _write_frame_folder(frames_dir, layout, video, rendered):
+def _write_frame_folder(frames_dir, layout, video, rendered, first_rgb):
     def save(relative, image):
         path = os.path.join(frames_dir, relative)
         if not cv2.imwrite(path, image):
@@ -538,7 +551,8 @@ def _write_frame_folder(frames_dir, layout, video, rendered):
 
     for relative in {os.path.dirname(p) for p in (layout.rgb_file(video, 0), *layout.flow_files(video, 0))}:
         os.makedirs(os.path.join(frames_dir, relative), exist_ok=True)
-    for t, frame in enumerate(rendered.frames):
+    # With dense_flow numbering RGB image k is frame k + 1, where flow pair k ends.
+    for t, frame in enumerate(rendered.frames[first_rgb:]):
         save(layout.rgb_file(video, t), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     for t, flow in enumerate(rendered.flow):
         quantized = quantize_flow(flow)

@@ -7,6 +7,11 @@ pairs for the temporal stream. Positions come from the input pipelines' sampling
 (`two_stream_tf.data.augment`), so a model sees at prediction time exactly what it saw in testing: the
 centre crop (or TSN's 3 or 10 crops) of the prepared frame, RGB normalised as its backbone wants, flow
 `q / 127.5 - 1` with channels `[x1, y1, x2, y2, …]` and x negated on mirrored crops.
+
+Which decoded frame a snippet's RGB image is follows the frame numbering the training frames were prepared
+with (`two_stream_tf.preparation.numbering`): with dense_flow's (the TSN layout's, and the default here)
+RGB image k is frame k + 1, the frame where flow pair k ends, so a snippet starting at pair s shows frame
+s + 1; with "all", RGB image k is frame k and the snippet shows frame s.
 """
 import dataclasses
 
@@ -15,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from two_stream_tf.data import augment, sampling
+from two_stream_tf.preparation.numbering import DENSE_FLOW, first_rgb_frame
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,14 +51,17 @@ class SnippetPlan:
         return max(len(self.rgb), len(self.stacks))
 
 
-def plan_snippets(num_frames, num_snippets, stack_length=None, offset=0, *, with_rgb=True, joint=True):
+def plan_snippets(num_frames, num_snippets, stack_length=None, offset=0, *, with_rgb=True, joint=True,
+                  rgb_frames=DENSE_FLOW):
     """Chooses the snippets of a video or window of `num_frames` frames starting at frame `offset`.
 
-    Positions are those of the input pipelines' test mode (`two_stream_tf.data.sampling`): with flow, the
-    snippet starts are spread over the flow pairs and the RGB frame is the stack's first frame, as in the
-    two-stream dataset; for the spatial stream alone (`stack_length=None`, or `joint=False` when the
-    streams are separate models evaluated on their own) the starts are spread over the frames, as in the
-    spatial dataset. A stack running past the last pair loops back, as in training.
+    Positions are those of the input pipelines' test mode (`two_stream_tf.data.sampling`), applied to the
+    RGB images and flow pairs that preparing these frames would have written: with flow, the snippet
+    starts are spread over the flow pairs and the RGB image is the one numbered like the stack's first
+    pair, as in the two-stream dataset; for the spatial stream alone (`stack_length=None`, or `joint=False`
+    when the streams are separate models evaluated on their own) the starts are spread over the RGB
+    images, as in the spatial dataset. A stack running past the last pair loops back, as in training.
+    With dense_flow numbering the RGB images are frames 1 … N - 1 (a one-frame video keeps its frame 0).
 
     Args:
       num_frames: N, frames in the video or window.
@@ -61,10 +70,13 @@ def plan_snippets(num_frames, num_snippets, stack_length=None, offset=0, *, with
       offset: source index of the first frame.
       with_rgb: whether the spatial stream runs (else `rgb` is empty).
       joint: RGB frames from the flow snippets (a two-stream model) rather than from their own sampling.
+      rgb_frames: the numbering of the training RGB images, "dense_flow" or "all".
 
     Returns:
       A `SnippetPlan` with source frame and pair indices.
     """
+    first = first_rgb_frame(rgb_frames) if num_frames > 1 else 0
+    num_images = num_frames - first  # the RGB images preparing these frames writes
     rgb, stacks = (), ()
     if stack_length:
         num_pairs = max(num_frames - 1, 1)
@@ -72,10 +84,10 @@ def plan_snippets(num_frames, num_snippets, stack_length=None, offset=0, *, with
         stacks = tuple(tuple(offset + int(p) for p in stack)
                        for stack in sampling.stack_indices(starts, stack_length, num_pairs).numpy())
         if with_rgb and joint:
-            rgb = sampling.rgb_indices(starts, num_frames).numpy()
+            rgb = sampling.rgb_indices(starts, num_images).numpy()
     if with_rgb and not len(rgb):
-        rgb = sampling.rgb_indices(sampling.test_starts(num_frames, num_snippets, length=1), num_frames).numpy()
-    return SnippetPlan(offset, tuple(offset + int(i) for i in rgb), stacks)
+        rgb = sampling.rgb_indices(sampling.test_starts(num_images, num_snippets, length=1), num_images).numpy()
+    return SnippetPlan(offset, tuple(offset + first + int(i) for i in rgb), stacks)
 
 
 def crop_windows(frame_size, image_size, crops=1):

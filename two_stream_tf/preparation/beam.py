@@ -2,13 +2,15 @@
 
 Every video is one element, extracted by the same `extract_with_settings` that `two-stream prepare` runs,
 so for the same videos and settings both write the same files, byte for byte. The per-video
-temporary-folder → rename → done-marker protocol (`two_stream_tf.preparation.output`) makes the pipeline
-idempotent under Beam's bundle retries: a retried element either finds its marker and skips, or rewrites
-the video from scratch in a fresh temporary folder and swaps it in. Stale temporary folders are removed
-once before any video starts and once after all have finished.
+temporary-folder → check → rename → check → done-marker protocol (`two_stream_tf.preparation.output`) makes
+the pipeline idempotent under Beam's bundle retries: a retried element either finds its marker (and files
+that agree with it) and skips, or rewrites the video from scratch in a fresh temporary folder and swaps it
+in. Temporary folders whose writer is gone are removed once before any video starts and once after all have
+finished; one that a live worker holds (an advisory lock) is never touched.
 
 The output folder must be a POSIX file system that every worker mounts at the same path (local disk for
-the DirectRunner, NFS / Filestore / Lustre on a cluster); renames on object stores are not atomic.
+the DirectRunner, NFS / Filestore / Lustre on a cluster), with working `flock` locks; renames on object
+stores are not atomic.
 
     import apache_beam as beam
     from two_stream_tf.preparation import ExtractionSettings, find_videos

@@ -68,6 +68,10 @@ class PrepareSummary:
         if self.failed:
             lines.append(f"failed videos (also listed in {self.report_path}):")
             lines.extend(f"  {r.source}: {r.error}" for r in self.failed)
+        noted = [r for r in self.results if r.note]
+        if noted:
+            lines.append("notes:")
+            lines.extend(f"  {r.source}: {r.note}" for r in noted)
         return "\n".join(lines)
 
 
@@ -81,12 +85,15 @@ def available_cpus():
 
 def prepare_videos(video_paths, output_root, *, workers=1, progress=True, opencv_threads=None, layout="tsn",
                    size=DEFAULT_SIZE, short_side=None, flow_method="tvl1", bound=DEFAULT_BOUND, jpeg_quality=95,
-                   max_frames=None):
+                   max_frames=None, rgb_frames=None, short_decode="fail"):
     """Extracts RGB frames and optical flow of many videos, in parallel and resumably.
 
-    Videos already done with the same settings are skipped; temporary folders left by an interrupted run are
-    removed first. A video that cannot be read is recorded (summary and `.prepare/failures.tsv`) and the run
-    goes on. Each video goes to `<output_root>/<video_id>/…` (or the layout's folders), video id = file stem.
+    Videos already done with the same settings, whose folders still hold exactly the files their markers
+    record, are skipped; the others are (re-)extracted. Temporary folders left by killed runs are removed
+    first (never one a live process is writing). A video that cannot be read, or decodes short of its
+    container's frame count, is recorded (summary and `.prepare/failures.tsv`) and the run goes on. Each
+    video goes to `<output_root>/<video_id>/…` (or the layout's folders), video id = file stem. Worker
+    processes die with the process that started them (Linux), so a killed run leaves no writer behind.
 
     Args:
       video_paths: video files (see `find_videos`); their stems must be unique.
@@ -95,7 +102,8 @@ def prepare_videos(video_paths, output_root, *, workers=1, progress=True, opencv
       progress: show a tqdm bar with videos/s and frames/s.
       opencv_threads: OpenCV (and FFmpeg decoding) threads per worker; None = cores // workers, at least 1,
         so OpenCV's own thread pool does not fight the process pool for cores.
-      layout, size, short_side, flow_method, bound, jpeg_quality, max_frames: as in `extract_video`.
+      layout, size, short_side, flow_method, bound, jpeg_quality, max_frames, rgb_frames, short_decode: as
+        in `extract_video`.
 
     Returns:
       A `PrepareSummary`.
@@ -104,7 +112,8 @@ def prepare_videos(video_paths, output_root, *, workers=1, progress=True, opencv
       UserError: bad arguments, duplicate video ids, an unwritable output, or another run on the output.
     """
     settings = ExtractionSettings(layout=layout, size=size, short_side=short_side, flow_method=flow_method,
-                                  bound=bound, jpeg_quality=jpeg_quality, max_frames=max_frames)
+                                  bound=bound, jpeg_quality=jpeg_quality, max_frames=max_frames,
+                                  rgb_frames=rgb_frames, short_decode=short_decode)
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise UserError(f"workers must be a whole number ≥ 1, got {workers!r}")
     if opencv_threads is not None and (not isinstance(opencv_threads, int) or opencv_threads < 1):
@@ -118,6 +127,7 @@ def prepare_videos(video_paths, output_root, *, workers=1, progress=True, opencv
         results = {}
         pending = []
         for path in paths:
+            # Checked again (with a note when a folder disagrees with its marker) as each video starts.
             if output.is_done(video_id(path), settings):
                 marker = output.read_marker(video_id(path))
                 results[path] = VideoResult(video_id(path), path, SKIPPED, marker["num_frames"], marker["num_flow"])
@@ -187,8 +197,8 @@ def _run(paths, output_root, settings, workers, threads, progress):
     # "spawn": forking a process that already runs threads (TensorFlow, a notebook kernel) can deadlock.
     context = multiprocessing.get_context("spawn")
     frames = context.Value("q", 0)  # frames written by all workers, for the progress bar
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context,
-                                                initializer=_init_worker, initargs=(threads, frames)) as pool:
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                                                initargs=(threads, frames, os.getpid())) as pool:
         running = {pool.submit(_extract_one, path, output_root, settings) for path in paths}
         try:
             while running:
@@ -209,25 +219,35 @@ def _run(paths, output_root, settings, workers, threads, progress):
 _worker_frames = None
 
 
-def _init_worker(threads, frames):
+def _init_worker(threads, frames, parent_pid):
+    # First of all, before any work: a worker must never outlive the run that started it (it would write
+    # without the output's lock while a rerun cleans up and extracts the same videos).
+    die_with_parent(parent_pid)
     global _worker_frames
     _worker_frames = frames
     cv2.setNumThreads(threads)
     quiet_opencv_warnings()  # the failure report says which videos could not be read
-    _die_with_parent()
 
 
-def _die_with_parent():
-    """Linux: have the kernel kill this worker when the parent dies, so no orphan keeps writing."""
+def die_with_parent(parent_pid):
+    """Makes this process die when `parent_pid`, the process that started it, dies.
+
+    On Linux the kernel is asked to SIGKILL this process when its parent exits (PR_SET_PDEATHSIG); as that
+    request only covers a parent still alive when it is made, the parent is checked afterwards, and this
+    process exits at once if it has already been orphaned (re-parented to init or a subreaper). Elsewhere
+    only that check is made, once.
+    """
     try:
         import ctypes
         import signal
 
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc = ctypes.CDLL(None, use_errno=True)
         pr_set_pdeathsig = 1
         libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
-    except (OSError, AttributeError):
+    except (OSError, AttributeError):  # not Linux
         pass
+    if os.getppid() != parent_pid:
+        os._exit(1)  # the run that started this worker is gone: no work, no clean-up of its queues
 
 
 def _count_worker_frame():

@@ -1,4 +1,4 @@
-"""What an extraction writes: layout, frame size, flow method, bound and JPEG quality, checked once."""
+"""What an extraction writes: layout, frame numbering, frame size, flow method, bound and JPEG quality, checked once."""
 import dataclasses
 import numbers
 
@@ -6,10 +6,13 @@ from two_stream_tf.data.layouts import LAYOUTS
 from two_stream_tf.errors import UserError
 from two_stream_tf.flow.compute import FLOW_METHODS
 from two_stream_tf.flow.quantize import DEFAULT_BOUND
+from two_stream_tf.preparation.numbering import RGB_FRAME_CHOICES, default_rgb_frames
 
 # "none" writes RGB frames only.
 FLOW_CHOICES = FLOW_METHODS + ("none",)
 DEFAULT_SIZE = (340, 256)
+# What to do with a video that decodes to fewer frames than its container declares (see `video.check_decoded`).
+SHORT_DECODE_CHOICES = ("fail", "warn")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,7 +26,15 @@ class ExtractionSettings:
       flow_method: "tvl1", "dis", "farneback" or "none" (RGB frames only).
       bound: flow quantisation bound in pixels.
       jpeg_quality: 0..100 for RGB and flow JPEGs.
-      max_frames: stop after this many frames (previews and benchmarks); None decodes the whole video.
+      max_frames: stop after this many decoded frames (previews and benchmarks); None decodes the whole video.
+      rgb_frames: which decoded frames become RGB images (`two_stream_tf.preparation.numbering`):
+        "dense_flow" (N - 1 images, RGB k and flow k end at the same frame, as TSN's dense_flow) or "all"
+        (N images, RGB k is where flow k starts); None takes the layout's default ("dense_flow" for "tsn",
+        "all" for the others).
+      short_decode: "fail" (default) reports a video that decodes to fewer frames than its container
+        declares (beyond the tolerance of `video.check_decoded`) as failed; "warn" writes what decodes and
+        notes both counts. It decides nothing about what a good video writes, so it is left out of `to_dict`
+        and of the done-markers.
     """
 
     layout: str = "tsn"
@@ -33,6 +44,8 @@ class ExtractionSettings:
     bound: float = DEFAULT_BOUND
     jpeg_quality: int = 95
     max_frames: int | None = None
+    rgb_frames: str | None = None
+    short_decode: str = dataclasses.field(default="fail", compare=False)
 
     def __post_init__(self):
         if self.layout not in LAYOUTS:
@@ -55,6 +68,12 @@ class ExtractionSettings:
         if self.max_frames is not None and not _is_positive_int(self.max_frames):
             raise UserError(f"max_frames must be a positive whole number, got {self.max_frames!r}")
         object.__setattr__(self, "bound", float(self.bound))
+        if self.rgb_frames is None:
+            object.__setattr__(self, "rgb_frames", default_rgb_frames(self.layout))
+        elif self.rgb_frames not in RGB_FRAME_CHOICES:
+            raise UserError(f"rgb_frames {self.rgb_frames!r} is not one of {', '.join(RGB_FRAME_CHOICES)}")
+        if self.short_decode not in SHORT_DECODE_CHOICES:
+            raise UserError(f"short_decode {self.short_decode!r} is not one of {', '.join(SHORT_DECODE_CHOICES)}")
 
     def output_size(self, width, height):
         """The `(width, height)` frames of a `width`×`height` video are resized to."""
@@ -67,8 +86,9 @@ class ExtractionSettings:
         return width, height
 
     def to_dict(self):
-        """A JSON-ready dict; equal settings give equal dicts."""
+        """A JSON-ready dict of what decides the files written; equal settings give equal dicts."""
         values = dataclasses.asdict(self)
+        del values["short_decode"]
         values["size"] = list(self.size) if self.size is not None else None
         return values
 

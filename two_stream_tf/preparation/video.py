@@ -1,15 +1,40 @@
-"""Decoding videos with OpenCV, frame by frame.
+"""Decoding videos with OpenCV, frame by frame, and checking that the whole video decoded.
 
-Frame counts come from decoding, never from container headers: real UCF-101 and HMDB-51 files claim a frame
-more than decodes, and raw MPEG-4 elementary streams report garbage.
+Frame counts come from decoding, never from container headers: real HMDB-51 (and some UCF-101) files
+claim a frame more than decodes, and raw MPEG-4 elementary streams report garbage. The header is only
+used to catch a video that stops decoding early (a truncated or damaged file): `check_decoded` accepts a
+decode of at least the declared count minus `MISSING_FRAMES_TOLERATED`, and ignores a declared count that
+is not a plausible number of frames.
 """
+import math
 import os
 
 import cv2
 
 
+# Real HMDB-51 AVIs declare one frame more than any decoder yields: one missing frame is a good video.
+MISSING_FRAMES_TOLERATED = 1
+# Declared counts outside 1 … this are not frame counts (raw MPEG-4 streams report about -1.9e14).
+_MAX_PLAUSIBLE_FRAMES = 10_000_000
+
+
 class VideoReadError(Exception):
     """A video that cannot be opened or yields no frames (unreadable, empty, corrupt, not a video)."""
+
+
+class ShortDecodeError(VideoReadError):
+    """A video that decoded to fewer frames than its container declares (truncated or damaged).
+
+    Attributes:
+      decoded: frames that decoded.
+      declared: frames the container declares.
+    """
+
+    def __init__(self, decoded, declared):
+        self.decoded, self.declared = decoded, declared
+        super().__init__(f"only {decoded} of the {declared} frames the container declares could be decoded "
+                         f"(truncated or damaged file; at most {MISSING_FRAMES_TOLERATED} missing frame is "
+                         "tolerated)")
 
 
 def open_video(path, decoder_threads=None):
@@ -65,6 +90,35 @@ def read_frames(path, decoder_threads=None):
             raise VideoReadError("no frames could be decoded")
     finally:
         capture.release()
+
+
+def declared_frame_count(path):
+    """The frame count a video's container declares, or None when it declares none that is plausible.
+
+    Opens the file once more (reading the header costs little next to decoding it).
+    """
+    try:
+        capture = open_video(path, decoder_threads=1)
+    except VideoReadError:
+        return None
+    try:
+        value = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+    finally:
+        capture.release()
+    if not math.isfinite(value) or not 1 <= value <= _MAX_PLAUSIBLE_FRAMES:
+        return None
+    return int(round(value))
+
+
+def check_decoded(decoded, declared):
+    """Raises `ShortDecodeError` when `decoded` frames fall short of `declared` by more than the tolerance.
+
+    Args:
+      decoded: frames that decoded (the whole video).
+      declared: `declared_frame_count`, None when unknown (then nothing is checked).
+    """
+    if declared is not None and decoded < declared - MISSING_FRAMES_TOLERATED:
+        raise ShortDecodeError(decoded, declared)
 
 
 def quiet_opencv_warnings():
