@@ -239,10 +239,10 @@ def check_folder(fv, name):
 
 
 def check_model_dir(fv, name="model_dir"):
-    """Checks flag `name` can hold a run (creating the folder); returns it absolute. Raises UserError
+    """Checks, creating nothing, that flag `name` can hold a run; returns it absolute. Raises UserError
     naming the flag: a file, a folder under a file, not writable, an unknown scheme or unreachable store."""
     from two_stream_tf.training import run_folder
-    return run_folder.prepare(fv[name].value, what=f"--{name}")
+    return run_folder.check_usable(fv[name].value, what=f"--{name}")
 
 
 def check_weights(value):

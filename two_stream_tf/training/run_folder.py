@@ -12,6 +12,7 @@ import datetime
 import json
 import os
 import socket
+import tempfile
 import uuid
 import warnings
 
@@ -34,6 +35,36 @@ _DERIVED = {"num_classes": "the number of classes (--split_dir, --class_subset, 
             "classes": "the class names (--split_dir, --class_subset, --dataset)",
             "train_videos": "the number of training videos (--split_dir, --frames_root, --split)",
             "image_size": "the input size (--image_size, --backbone)"}
+
+
+def check_usable(model_dir, what="model_dir"):
+    """Checks, creating nothing, that `model_dir` could hold a run; returns it absolute.
+
+    Locally: not a file, no file on the way to it, and its nearest existing folder takes files (tried
+    with a temporary file, as permissions say nothing for root or read-only mounts). Remote: the store
+    answers.
+
+    Raises:
+      UserError: naming `what` and the path.
+    """
+    model_dir = storage.absolute(storage.check(model_dir, what))
+    if storage.is_remote(model_dir):
+        if storage.isfile(model_dir):
+            raise UserError(f"{what}={model_dir}: is a file, not a folder")
+        return model_dir
+    if os.path.isfile(model_dir):
+        raise UserError(f"{what}={model_dir}: is a file, not a folder")
+    existing = model_dir
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise UserError(f"{what}={model_dir}: a part of the path is a file, not a folder ({existing})")
+    try:
+        with tempfile.TemporaryFile(dir=existing, prefix=".write-test-"):
+            pass
+    except OSError as error:
+        raise UserError(f"{what}={model_dir}: cannot write there ({error.strerror or error})") from None
+    return model_dir
 
 
 def prepare(model_dir, what="model_dir"):
