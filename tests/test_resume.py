@@ -128,7 +128,8 @@ def test_double_sigkill_around_a_resume_reaches_the_planned_steps_and_schedule(s
     code, output = _finish(_start(flags, tmp_path / "second.log", KILL_AT_STEP="5"), tmp_path / "second.log")
     assert code == -signal.SIGKILL, output[-3000:]
     assert f"taking over the stale lock of pid {first.pid}" in output
-    assert "epoch 2 (its first 2 batches again), optimizer step 4" in output
+    assert ("continuing at epoch 2. (its first 2 batches are trained again, from optimizer step 4.)"
+            in output), output[-3000:]
     state = backup_lib.read_state(model_dir / "backup")
     # The backup of the resumed epoch records that epoch (not epoch 0) and the rewound counter + 1.
     assert (state.epoch, state.batch, state.iterations) == (1, 1, 5)

@@ -542,9 +542,9 @@ def _train_locked(config, strategy, indices, flags_text, chief):
             backup_lib.rewind_step_counter(model, backup_lib.BackupState(initial_epoch, state.batch,
                                                                          state.iterations, state.path),
                                            steps_per_epoch)
-            print(f"Resuming from the backup in {backup_dir}: epoch {state.epoch + 1}"
-                  + (f" (its first {state.batch} batches again)" if state.batch else "")
-                  + f", optimizer step {initial_epoch * steps_per_epoch}.", flush=True)
+            again = f"its first {state.batch} batches are trained again, " if state.batch else ""
+            print(f"Resuming from the backup in {backup_dir}: continuing at epoch {state.epoch + 1}. "
+                  f"({again}from optimizer step {initial_epoch * steps_per_epoch}.)", flush=True)
 
         # The training samples continue where the run stopped (each batch's samples are a stateless function
         # of the seed and the position, so with --deterministic the resumed run sees the same batches).
