@@ -394,8 +394,9 @@ def _finished_epochs(model_dir):
     return None
 
 
-def _check_not_finished(model_dir):
-    """Raises UserError for a finished run; rewrites a finished run's missing final.keras and returns its path."""
+def _check_not_finished(model_dir, chief=True):
+    """Raises UserError for a finished run; rewrites a finished run's missing final.keras (on the chief) and
+    returns its path."""
     final = storage.join(model_dir, checkpoints.FINAL_NAME)
     has_backup = storage.isdir(storage.join(model_dir, BACKUP_DIR))
     if storage.isfile(final) and (run_folder.is_done(model_dir) or not has_backup):
@@ -411,6 +412,8 @@ def _check_not_finished(model_dir):
         raise UserError(f"{model_dir} holds a finished run ({run_folder.DONE_NAME}, {CSV_NAME}) whose "
                         f"{checkpoints.FINAL_NAME} is missing, and no checkpoint of its last epoch {epochs} is left "
                         "to rewrite it from; choose another model_dir, or delete this one to train again")
+    if not chief:
+        return final
     with atomic.atomic_output(final) as tmp:
         storage.copy(last.path, tmp)
     print(f"{model_dir}: the run had finished; {checkpoints.FINAL_NAME} rewritten from "
@@ -481,7 +484,7 @@ def train(config, *, strategy=None, indices=None, flags_text=None):
     if chief:
         lock.acquire()
     try:
-        final = _check_not_finished(model_dir)
+        final = _check_not_finished(model_dir, chief)
         if final is not None:
             return _finished_result(model_dir, final, replicas)
         return _train_locked(config, strategy, indices, flags_text, chief)
