@@ -24,9 +24,12 @@ setup(
     # The training-view kernels' source: compiled against the installed TensorFlow on first use; the
     # library that keeps TensorFlow's servers on one listening address, compiled the same way.
     package_data={"two_stream_tf.data.native": ["views.cc"], "two_stream_tf": ["listen_address.c"]},
+    # Resuming a training run relies only on Keras' public surface (callback hooks, fit's initial_epoch,
+    # model.variables, optimizer.iterations, .weights.h5 files holding extra entries of this package's
+    # own), tested with TensorFlow 2.21 / Keras 3.15; the bounds keep to the major versions it belongs to.
     install_requires=[
-        "tensorflow>=2.16",
-        "keras>=3.0",
+        "tensorflow>=2.16,<3",
+        "keras>=3.0,<4",
         "numpy>=1.23",
         "opencv-contrib-python-headless>=4.8",
         "absl-py>=1.0",

@@ -9,7 +9,8 @@ import pytest
 import tensorflow as tf
 
 from two_stream_tf.errors import UserError
-from two_stream_tf.training import atomic, callbacks, checkpoints, losses, schedules, strategy, summaries
+from two_stream_tf.training import atomic, backup as backup_lib, callbacks, checkpoints, losses, schedules, strategy
+from two_stream_tf.training import summaries
 
 
 def _values(schedule, steps):
@@ -106,7 +107,9 @@ def test_backup_restore_resumes_epochs_and_logs(tmp_path):
         cbs = [callbacks.AtomicBackupAndRestore(backup_dir), callbacks.LearningRateLogger(),
                callbacks.ResumableCSVLogger(csv_path), callbacks.EpochCheckpoints(tmp_path, total_epochs=5),
                summaries.EpochScalars(str(tmp_path / "tb"))] + extra
-        history = model.fit(x, y, batch_size=8, epochs=5, validation_data=(x, y), callbacks=cbs, verbose=0)
+        state = cbs[0].restore(model)
+        history = model.fit(x, y, batch_size=8, epochs=5, initial_epoch=state.epoch if state else 0,
+                            validation_data=(x, y), callbacks=cbs, verbose=0)
         return model, cbs[0], history
 
     with pytest.raises(RuntimeError, match="simulated crash"):
@@ -114,6 +117,7 @@ def test_backup_restore_resumes_epochs_and_logs(tmp_path):
     state = callbacks.AtomicBackupAndRestore.read_state(backup_dir)
     assert state == {"epoch": 3, "batch": 0}
     # The optimizer step counter is part of the backup (12 = 3 epochs x 4 batches).
+    assert backup_lib.read_state(backup_dir).iterations == 12
     model, backup, history = run([])
     assert backup.restored == (3, 0) and history.epoch == [3, 4]
     assert int(model.optimizer.iterations) == 20
@@ -121,7 +125,8 @@ def test_backup_restore_resumes_epochs_and_logs(tmp_path):
         rows = list(csv.DictReader(handle))
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3, 4]
     assert float(rows[0]["learning_rate"]) == pytest.approx(0.1)
-    assert not os.path.exists(backup_dir)  # removed once training completed
+    backup.remove()
+    assert not os.path.exists(backup_dir)
     names = sorted(os.listdir(tmp_path))
     periodic = [c.epoch for c in checkpoints.list_periodic(tmp_path)]
     assert periodic == [1, 2, 3, 4, 5] and "best.keras" in names
@@ -162,13 +167,19 @@ def test_mid_epoch_backup_restarts_the_interrupted_epoch(tmp_path):
     with pytest.raises(RuntimeError):
         model.fit(x, y, batch_size=8, epochs=3, verbose=0,
                   callbacks=[callbacks.AtomicBackupAndRestore(backup_dir, save_freq=1), CrashAtBatch()])
-    # Batches 0..1 of epoch 1 (0-based) were done: the backup says epoch 1, batch 1.
-    assert callbacks.AtomicBackupAndRestore.read_state(backup_dir) == {"epoch": 1, "batch": 1}
+    # Batches 0 and 1 of epoch 1 (0-based) were done: the backup says epoch 1, 2 batches, step 6.
+    assert callbacks.AtomicBackupAndRestore.read_state(backup_dir) == {"epoch": 1, "batch": 2}
     weights_before = [w.copy() for w in model.get_weights()]
     model = _tiny_model()
-    history = model.fit(x, y, batch_size=8, epochs=3, verbose=0,
-                        callbacks=[callbacks.AtomicBackupAndRestore(backup_dir, save_freq=1)])
-    assert history.epoch == [1, 2]
+    backup = callbacks.AtomicBackupAndRestore(backup_dir, save_freq=1)
+    state = backup.restore(model)
+    assert (state.epoch, state.batch, int(model.optimizer.iterations)) == (1, 2, 6)
+    np.testing.assert_array_equal(model.get_weights()[0], weights_before[0])
+    # The epoch is trained again from its start: the step counter goes back to that start (4), so the run
+    # ends at the planned 12 steps instead of 14.
+    assert backup_lib.rewind_step_counter(model, state, steps_per_epoch=4) == 6
+    history = model.fit(x, y, batch_size=8, epochs=3, initial_epoch=state.epoch, verbose=0, callbacks=[backup])
+    assert history.epoch == [1, 2] and int(model.optimizer.iterations) == 12
     assert not np.allclose(weights_before[0], model.get_weights()[0])
 
 

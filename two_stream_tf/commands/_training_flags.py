@@ -98,8 +98,9 @@ def define_training_flags(fv):
     flags.DEFINE_string("tpu", None, "--strategy=tpu: TPU name or address.", flag_values=fv)
     flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical devices (0: no split), e.g. "
                          "to try --strategy=mirrored without GPUs.", lower_bound=0, flag_values=fv)
-    flags.DEFINE_string("model_dir", None, "Folder for checkpoints, backups, logs and the flags used.",
-                        flag_values=fv)
+    flags.DEFINE_string("model_dir", None, "Folder for checkpoints, backups, logs and the flags used: a local "
+                        "folder or any tf.io.gfile path (gs://bucket/run). One run per folder; rerunning the "
+                        "same command resumes it.", flag_values=fv)
     flags.DEFINE_integer("seed", 0, "Random seed (weights, sampling, augmentation).", flag_values=fv)
     flags.DEFINE_boolean("deterministic", False, "Deterministic tf.data order (slower).", flag_values=fv)
     flags.DEFINE_integer("shuffle_buffer", None, "tf.data shuffle buffer in videos (default: the pipeline's).",
@@ -116,6 +117,8 @@ def define_training_flags(fv):
                          flag_values=fv)
     flags.DEFINE_integer("checkpoint_every", 1, "Epochs between periodic checkpoints.", lower_bound=1,
                          flag_values=fv)
+    flags.DEFINE_integer("keep_checkpoints", 0, "Keep only the newest N periodic checkpoints (0: all); "
+                         "best.keras and final.keras are never deleted.", lower_bound=0, flag_values=fv)
     flags.DEFINE_integer("backup_every_steps", 0, "Back up the training state every this many steps (0: at "
                          "the end of each epoch).", lower_bound=0, flag_values=fv)
     flags.DEFINE_boolean("tensorboard_images", True, "Write sample inputs and confusion matrices to "
@@ -227,11 +230,19 @@ def class_subset(value):
 
 
 def check_folder(fv, name):
-    """Raises UserError unless flag `name` names an existing folder."""
-    path = fv[name].value
-    if not os.path.isdir(path):
-        what = "not a folder" if os.path.exists(path) else "folder not found"
+    """Raises UserError unless flag `name` names an existing folder (local or any tf.io.gfile path)."""
+    from two_stream_tf import storage
+    path = storage.check(fv[name].value, f"--{name}")
+    if not storage.isdir(path):
+        what = "not a folder" if storage.exists(path) else "folder not found"
         raise UserError(f"--{name}: {what}: {path}")
+
+
+def check_model_dir(fv, name="model_dir"):
+    """Checks, creating nothing, that flag `name` can hold a run; returns it absolute. Raises UserError
+    naming the flag: a file, a folder under a file, not writable, an unknown scheme or unreachable store."""
+    from two_stream_tf.training import run_folder
+    return run_folder.check_usable(fv[name].value, what=f"--{name}")
 
 
 def check_weights(value):

@@ -9,7 +9,6 @@ given on the command line come from the run's `train_config.json`. Writes to `--
 `metrics.json` (top-1, top-5, mean class accuracy, confusion matrix), `per_class_accuracy.json`,
 `confusion_matrix.png` and `flags.cfg`.
 """
-import os
 
 from absl import flags
 
@@ -45,18 +44,19 @@ def main(argv, prog="two-stream evaluate"):
     if not location:
         raise UserError("--checkpoint (or --model_dir) is required: the model to evaluate")
     flag = "checkpoint" if fv.checkpoint else "model_dir"
-    model_file = checkpoints.find_model_file(location)
+    from two_stream_tf import storage
+    model_file = checkpoints.find_model_file(storage.check(location, f"--{flag}"))
     if model_file is None:
         raise UserError(f"--{flag}: no model at {location} (a .keras file, or a model_dir with best.keras, "
                         "final.keras or periodic checkpoints)")
-    run_dir = os.path.dirname(os.path.abspath(model_file))
+    run_dir = storage.dirname(storage.absolute(model_file))
     run = fit.load_run_config(run_dir)
     values = _settings(fv, run)
     for name in ("stream", "frames_root", "split_dir"):
         if not values[name]:
             raise UserError(f"--{name} is required ({run_dir} has no {fit.CONFIG_NAME} to take it from)")
     for name in ("frames_root", "split_dir"):
-        if not os.path.isdir(values[name]):
+        if not storage.isdir(storage.check(values[name], f"--{name}")):
             raise UserError(f"--{name}: folder not found: {values[name]}")
     subset = values["class_subset"]
     config = fit.TrainConfig(stream=values["stream"], frames_root=values["frames_root"],
@@ -85,7 +85,7 @@ def main(argv, prog="two-stream evaluate"):
         from two_stream_tf.models import get_backbone
         rgb_normalization = get_backbone(values["backbone"]).rgb_normalization
     crops = int(fv.test_crops)
-    output_dir = fv.output_dir or os.path.join(run_dir, f"evaluation_split{config.split}_{fv.subset}")
+    output_dir = fv.output_dir or storage.join(run_dir, f"evaluation_split{config.split}_{fv.subset}")
     print(f"{prog}: {model_file} on {len(index)} {fv.subset} videos of split {config.split}, "
           f"{fv.test_snippets} snippets x {crops} crops", flush=True)
     scores = protocol.evaluate(model, index, values["stream"], image_size=image_size,
@@ -96,7 +96,7 @@ def main(argv, prog="two-stream evaluate"):
         protocol={"model": model_file, "snippets": fv.test_snippets, "crops": crops, "subset": fv.subset,
                   "split": config.split, "stream": values["stream"]})
     from two_stream_tf.training import atomic
-    atomic.write_text(os.path.join(output_dir, "flags.cfg"), fv.flags_into_string())
+    atomic.write_text(storage.join(output_dir, "flags.cfg"), fv.flags_into_string())
     print(f"{prog}: {result.summary()}")
     if len(index.classes) <= 20:
         for name, accuracy in result.per_class.items():

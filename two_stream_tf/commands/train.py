@@ -5,7 +5,9 @@
         --backbone=mobilenet --backbone_kwargs=alpha=0.25 --epochs=10 --model_dir=runs/flow
 
 absl flags (see `--help`), also from `--flagfile`; the experiments scripts `experiments/train_*.py` run
-this command. Rerunning the same command after a crash resumes from the backup in `--model_dir`.
+this command. Rerunning the same command after a crash resumes from the backup in `--model_dir`
+(see docs/reliability.md: one run per model_dir, the run's settings checked, damaged state files
+falling back to their previous generation).
 """
 import os
 
@@ -29,6 +31,7 @@ def config_from_flags(fv):
     common.require(fv, "stream", "frames_root", "split_dir", "model_dir")
     common.check_folder(fv, "frames_root")
     common.check_folder(fv, "split_dir")
+    model_dir = common.check_model_dir(fv)
     if fv.epochs is None and fv.train_steps is None:
         raise UserError("--epochs or --train_steps is required")
     if fv.epochs is not None and fv.train_steps is not None:
@@ -62,7 +65,7 @@ def config_from_flags(fv):
     if fv.tf_data_service:
         parse_address(fv.tf_data_service, "--tf_data_service")
     return TrainConfig(
-        stream=fv.stream, frames_root=fv.frames_root, split_dir=fv.split_dir, model_dir=fv.model_dir,
+        stream=fv.stream, frames_root=fv.frames_root, split_dir=fv.split_dir, model_dir=model_dir,
         split=fv.split, layout=fv.layout, dataset=fv.dataset, class_subset=common.class_subset(fv.class_subset),
         index_cache=fv.index_cache, backbone=fv.backbone, backbone_kwargs=kwargs, weights=weights,
         image_size=fv.image_size, dropout=fv.dropout, partial_bn=fv.partial_bn,
@@ -77,7 +80,8 @@ def config_from_flags(fv):
         deterministic=fv.deterministic, shuffle_buffer=fv.shuffle_buffer, data_threads=fv.data_threads,
         tf_data_service=fv.tf_data_service,
         validation=fv.validation, validation_freq=fv.validation_freq, validation_videos=fv.validation_videos,
-        checkpoint_every=fv.checkpoint_every, backup_every_steps=fv.backup_every_steps,
+        checkpoint_every=fv.checkpoint_every, keep_checkpoints=fv.keep_checkpoints,
+        backup_every_steps=fv.backup_every_steps,
         tensorboard_images=fv.tensorboard_images, verbose=fv.verbose)
 
 

@@ -14,6 +14,10 @@ Counting is one `os.scandir` per folder, numbers parsed from the names, no stat 
 per folder in a JSON file, `.two_stream_tf_index.json` in the frames root, or in the user cache folder when
 the root is read-only; a folder is scanned again only when its modification time changed (adding, removing
 or renaming files changes it), so re-opening a large dataset costs one stat per video folder.
+
+A frames root may be on any `tf.io.gfile` path (`gs://bucket/frames`, `ram://`): there folders are listed
+through `tf.io.gfile`, nothing is cached (object stores give folders no modification time) and there are
+no symlinks to check.
 """
 import collections
 import dataclasses
@@ -27,6 +31,7 @@ import time
 
 from tqdm import tqdm
 
+from two_stream_tf import storage
 from two_stream_tf.data import layouts as layouts_lib
 from two_stream_tf.data.layouts import LAYOUTS, Layout
 from two_stream_tf.data.splits import load_split
@@ -160,8 +165,8 @@ def build_index(frames_root, entries, classes, layout="auto", cache=True):
     Raises:
       UserError: the root is missing, or videos are broken (all of them listed, each with its reason).
     """
-    root = os.path.abspath(os.fspath(frames_root))
-    if not os.path.isdir(root):
+    root = storage.absolute(storage.check(os.fspath(frames_root), "frames folder"))
+    if not storage.isdir(root):
         raise UserError(f"frames folder not found: {root}")
     entries = list(entries)
     classes = tuple(classes)
@@ -169,7 +174,7 @@ def build_index(frames_root, entries, classes, layout="auto", cache=True):
     template = requested if requested is not None else _auto_template(root)
     spec = _ScanSpec.for_layout(template)
     tree = _Tree(root)
-    store = _ScanCache(root, cache)
+    store = _ScanCache(root, False if storage.is_remote(root) else cache)
 
     arrangement = _find_arrangement(tree, spec, entries, classes)
     videos = []
@@ -201,7 +206,7 @@ def build_index(frames_root, entries, classes, layout="auto", cache=True):
 
 def _auto_template(root):
     """The layout family to scan for: twostreamfusion when `jpegs_256/` exists, else the one-folder ones."""
-    if os.path.isdir(os.path.join(root, layouts_lib.TWOSTREAMFUSION_MARKER)):
+    if storage.isdir(storage.join(root, layouts_lib.TWOSTREAMFUSION_MARKER)):
         return LAYOUTS["twostreamfusion"]
     return LAYOUTS["tsn"]
 
@@ -251,15 +256,20 @@ class _Tree:
 
     def __init__(self, root):
         self.root = root
-        self.real_root = os.path.realpath(root)
+        self.remote = storage.is_remote(root)
+        self.real_root = root if self.remote else os.path.realpath(root)
         self._listings = {}
 
     def listing(self, rel):
-        """{name: (is_dir, is_symlink)} of folder `rel` ("" = root), plus a lower-case map; None if missing."""
+        """{name: (is_dir, is_symlink)} of folder `rel` ("" = root), plus a lower-case map; None if missing.
+
+        On remote file systems is_dir is None until `find` asks (one request per name looked up rather
+        than one per name listed) and nothing is a symlink."""
         if rel not in self._listings:
             try:
-                with os.scandir(os.path.join(self.root, rel)) as it:
-                    names = {e.name: (e.is_dir(), e.is_symlink()) for e in it if not e.name.startswith(".")}
+                names = {entry.name: (entry.is_dir(), entry.is_symlink())
+                         for entry in _entries(storage.join(self.root, rel) if rel else self.root)
+                         if not entry.name.startswith(".")}
             except (FileNotFoundError, NotADirectoryError):
                 self._listings[rel] = None
             else:
@@ -276,15 +286,20 @@ class _Tree:
             return None
         names, lower = listing
         actual = name if name in names else (lower.get(name.lower()) if any_case else None)
-        if actual is None or not names[actual][0]:
+        if actual is None:
             return None
-        return actual
+        if names[actual][0] is None:
+            path = storage.join(self.root, rel_parent, actual) if rel_parent else storage.join(self.root, actual)
+            names[actual] = (storage.isdir(path), False)
+        return actual if names[actual][0] else None
 
     def is_symlink(self, rel_parent, name):
         listing = self.listing(rel_parent)
         return bool(listing and listing[0].get(name, (False, False))[1])
 
     def inside(self, path):
+        if self.remote:
+            return True  # no symlinks on object stores
         real = os.path.realpath(path)
         return real == self.real_root or real.startswith(self.real_root.rstrip(os.sep) + os.sep)
 
@@ -315,28 +330,53 @@ class _FolderScan:
     outside: list
 
 
+class _RemoteEntry:
+    """An `os.DirEntry` look-alike for a `tf.io.gfile` listing (whether it is a folder is asked lazily)."""
+
+    def __init__(self, folder, name):
+        self.name = name.rstrip("/")
+        self.path = storage.join(folder, self.name)
+        self._is_dir = True if name.endswith("/") else None
+
+    def is_dir(self):
+        return self._is_dir
+
+    def is_symlink(self):
+        return False
+
+
+def _entries(path):
+    """The entries of a folder: `os.scandir` locally, a `tf.io.gfile` listing on remote paths."""
+    if not storage.is_remote(path):
+        with os.scandir(path) as it:
+            return list(it)
+    if not storage.isdir(path):
+        raise FileNotFoundError(path)
+    import tensorflow as tf
+    return [_RemoteEntry(path, name) for name in tf.io.gfile.listdir(path)]
+
+
 def _scan_folder(tree, path, pattern):
     counts, outside = {}, []
-    with os.scandir(path) as it:
-        for e in it:
-            match = pattern.fullmatch(e.name)
-            if match is None:
-                continue
-            if e.is_symlink() and not tree.inside(e.path):
-                outside.append(e.name)
-                continue
-            number = int(match.group(2))
-            prefix = match.group(1)
-            found = counts.get(prefix)
-            counts[prefix] = [1, number, number] if found is None else [found[0] + 1, min(found[1], number),
-                                                                          max(found[2], number)]
+    for e in _entries(path):
+        match = pattern.fullmatch(e.name)
+        if match is None:
+            continue
+        if e.is_symlink() and not tree.inside(e.path):
+            outside.append(e.name)
+            continue
+        number = int(match.group(2))
+        prefix = match.group(1)
+        found = counts.get(prefix)
+        counts[prefix] = [1, number, number] if found is None else [found[0] + 1, min(found[1], number),
+                                                                      max(found[2], number)]
     return _FolderScan(counts={p: tuple(v) for p, v in counts.items()}, outside=outside)
 
 
 def _folder_numbers(path, pattern, prefix):
     """The numbers of one prefix's files in a folder (read again only to describe a gap)."""
-    with os.scandir(path) as it:
-        return {int(m.group(2)) for m in map(pattern.fullmatch, (e.name for e in it)) if m and m.group(1) == prefix}
+    names = (e.name for e in _entries(path))
+    return {int(m.group(2)) for m in map(pattern.fullmatch, names) if m and m.group(1) == prefix}
 
 
 class _ScanCache:
@@ -535,13 +575,16 @@ def _scan_video(tree, store, spec, entry, classes, arrangement):
         if rel_folder is None:
             video.scans[template] = None
             continue
-        path = os.path.join(tree.root, rel_folder)
+        path = storage.join(tree.root, rel_folder)
         key = spec.key(template)
-        mtime_ns = os.stat(path).st_mtime_ns
-        scan = store.get(key, rel_folder, mtime_ns)
-        if scan is None:
+        if tree.remote:  # no folder times to validate a cache with
             scan = _scan_folder(tree, path, spec.pattern(template))
-            store.put(key, rel_folder, mtime_ns, scan)
+        else:
+            mtime_ns = os.stat(path).st_mtime_ns
+            scan = store.get(key, rel_folder, mtime_ns)
+            if scan is None:
+                scan = _scan_folder(tree, path, spec.pattern(template))
+                store.put(key, rel_folder, mtime_ns, scan)
         video.scans[template] = scan
     return video
 
@@ -625,7 +668,7 @@ def _numbering_problems(tree, spec, layout, video, template, prefix, what, detec
         return [f"{what} numbered from {lowest} ({name(lowest)}) but {origin} numbered from {layout.start}"]
     if lowest == layout.start and highest - lowest + 1 == count:
         return []
-    folder = os.path.join(tree.root, template.format(video=video.rel_video))
+    folder = storage.join(tree.root, template.format(video=video.rel_video))
     numbers = _folder_numbers(folder, spec.pattern(template), prefix)
     missing = [n for n in range(layout.start, highest + 1) if n not in numbers]
     shown = ", ".join(name(n) for n in missing[:3])

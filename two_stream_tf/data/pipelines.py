@@ -79,7 +79,7 @@ class _Spec:
 def spatial_dataset(index, *, training, batch_size, image_size=224, num_segments=None, crops=1, num_snippets=25,
                     rgb_normalization="tf", seed=None, deterministic=False, strict=False, input_context=None,
                     repeat=None, shuffle_buffer=None, scales=augment.SCALES, max_distort=1, more_fixed_crops=False,
-                    stats=None):
+                    stats=None, start_batch=0):
     """The RGB (spatial stream) dataset of an index.
 
     Args:
@@ -103,6 +103,8 @@ def spatial_dataset(index, *, training, batch_size, image_size=224, num_segments
         packed records are shuffled in a buffer of this many videos (default 16).
       scales, max_distort, more_fixed_crops: TSN multi-scale crop parameters (`augment`).
       stats: a `DecodeStats` to count skipped samples in (one is made if None); also `dataset.decode_stats`.
+      start_batch: training: begin this many batches into the sample sequence (a resumed run continues the
+        sequence of an uninterrupted one; the skipped samples are not decoded).
 
     Returns:
       A `tf.data.Dataset` of `(x, label)`; see the module docstring for shapes.
@@ -110,13 +112,13 @@ def spatial_dataset(index, *, training, batch_size, image_size=224, num_segments
     augment.check_rgb_normalization(rgb_normalization)
     spec = _spec(("rgb",), training, image_size, num_segments, crops, num_snippets, 1, rgb_normalization,
                  "symmetric", seed, deterministic, strict, scales, max_distort, more_fixed_crops)
-    return _dataset(index, spec, batch_size, deterministic, input_context, repeat, shuffle_buffer, stats)
+    return _dataset(index, spec, batch_size, deterministic, input_context, repeat, shuffle_buffer, stats, start_batch)
 
 
 def temporal_dataset(index, *, training, batch_size, stack_length=10, flow_normalization="symmetric", image_size=224,
                      num_segments=None, crops=1, num_snippets=25, seed=None, deterministic=False, strict=False,
                      input_context=None, repeat=None, shuffle_buffer=None, scales=augment.SCALES, max_distort=1,
-                     more_fixed_crops=False, stats=None):
+                     more_fixed_crops=False, stats=None, start_batch=0):
     """The optical-flow (temporal stream) dataset of an index: stacks of `stack_length` x/y pairs.
 
     Args:
@@ -131,14 +133,14 @@ def temporal_dataset(index, *, training, batch_size, stack_length=10, flow_norma
     augment.check_flow_normalization(flow_normalization)
     spec = _spec(("flow",), training, image_size, num_segments, crops, num_snippets, stack_length, "tf",
                  flow_normalization, seed, deterministic, strict, scales, max_distort, more_fixed_crops)
-    return _dataset(index, spec, batch_size, deterministic, input_context, repeat, shuffle_buffer, stats)
+    return _dataset(index, spec, batch_size, deterministic, input_context, repeat, shuffle_buffer, stats, start_batch)
 
 
 def two_stream_dataset(index, *, training, batch_size, stack_length=10, rgb_normalization="tf",
                        flow_normalization="symmetric", image_size=224, num_segments=None, crops=1, num_snippets=25,
                        seed=None, deterministic=False, strict=False, input_context=None, repeat=None,
                        shuffle_buffer=None, scales=augment.SCALES, max_distort=1, more_fixed_crops=False,
-                       stats=None):
+                       stats=None, start_batch=0):
     """RGB and flow of the same snippets: x is `{"rgb": (B, [S,] H, W, 3), "flow": (B, [S,] H, W, 2L)}`.
 
     A snippet starting at flow pair s pairs RGB frame s with pairs s..s+L-1; both get the same crop window
@@ -150,7 +152,7 @@ def two_stream_dataset(index, *, training, batch_size, stack_length=10, rgb_norm
     spec = _spec(("rgb", "flow"), training, image_size, num_segments, crops, num_snippets, stack_length,
                  rgb_normalization, flow_normalization, seed, deterministic, strict, scales, max_distort,
                  more_fixed_crops)
-    return _dataset(index, spec, batch_size, deterministic, input_context, repeat, shuffle_buffer, stats)
+    return _dataset(index, spec, batch_size, deterministic, input_context, repeat, shuffle_buffer, stats, start_batch)
 
 
 def _spec(streams, training, image_size, num_segments, crops, num_snippets, stack_length, rgb_normalization,
@@ -196,7 +198,7 @@ def _epoch_keys(seed, repeat):
         [], tf.stack([tf.cast(seed, tf.int64), epoch]), minval=None, maxval=None, dtype=tf.int64)))
 
 
-def _dataset(index, spec, batch_size, deterministic, input_context, repeat, shuffle_buffer, stats):
+def _dataset(index, spec, batch_size, deterministic, input_context, repeat, shuffle_buffer, stats, start_batch=0):
     source = sources.for_index(index)
     if not source.entries:
         raise ValueError("the index has no videos")
@@ -213,6 +215,9 @@ def _dataset(index, spec, batch_size, deterministic, input_context, repeat, shuf
 
     if spec.training:
         videos = _epoch_keys(spec.seed, repeat).flat_map(_plain(epoch))
+        if start_batch:
+            # Before the sample map: skipping index entries costs nothing, decoding them would.
+            videos = videos.skip(int(start_batch) * batch_size)
     else:
         # Test mode draws nothing at random: the videos themselves are the source (one split per video for
         # tf.data service).

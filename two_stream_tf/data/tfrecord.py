@@ -15,6 +15,7 @@ A packed folder holds `videos-00000-of-0000N.tfrecord` … and `packed.json` (cl
 shard of each video). Shards hold consecutive runs of the index's videos, so reading the shards in order
 gives the index's order. A shard is written to a temporary name and renamed when complete, with a
 `.json` sidecar listing its videos: packing again skips shards already complete with the same videos.
+Packed folders (and the frames they are packed from) may be on any `tf.io.gfile` path (`gs://`, `ram://`).
 """
 import dataclasses
 import json
@@ -23,6 +24,7 @@ import os
 import tensorflow as tf
 from tqdm import tqdm
 
+from two_stream_tf import storage
 from two_stream_tf.data.index import VideoEntry
 from two_stream_tf.errors import UserError
 
@@ -100,8 +102,7 @@ def video_example(entry, rgb_frames, flow_x, flow_y):
 
 
 def _read(path):
-    with open(path, "rb") as f:
-        return f.read()
+    return storage.read_bytes(path)
 
 
 def _plan(num_videos, num_shards):
@@ -127,15 +128,16 @@ def pack_index(index, output_dir, *, shards=1, progress=True):
     entries = tuple(index.entries)
     if not 1 <= shards <= max(len(entries), 1):
         raise UserError(f"--shards must be between 1 and the number of videos ({len(entries)}), got {shards}")
-    os.makedirs(output_dir, exist_ok=True)
+    output_dir = storage.absolute(storage.check(os.fspath(output_dir), "packed folder"))
+    storage.makedirs(output_dir)
     bounds = _plan(len(entries), shards)
     bar = tqdm(total=len(entries), unit="video", desc="packing", disable=not progress)
     for shard in range(shards):
         videos = entries[bounds[shard]:bounds[shard + 1]]
-        path = os.path.join(output_dir, shard_name(shard, shards))
+        path = storage.join(output_dir, shard_name(shard, shards))
         sidecar = path + ".json"
         listing = [dataclasses.asdict(e) for e in videos]
-        if os.path.exists(path) and _load_json(sidecar) == listing:
+        if storage.exists(path) and _load_json(sidecar) == listing:
             bar.update(len(videos))
             continue
         temporary = path + ".incomplete"
@@ -146,7 +148,7 @@ def pack_index(index, output_dir, *, shards=1, progress=True):
                 example = video_example(entry, rgb, [_read(x) for x, _ in flow], [_read(y) for _, y in flow])
                 writer.write(example.SerializeToString())
                 bar.update(1)
-        os.replace(temporary, path)
+        storage.rename(temporary, path)
         _write_json(sidecar, listing)
     bar.close()
     manifest = {
@@ -156,7 +158,7 @@ def pack_index(index, output_dir, *, shards=1, progress=True):
         "shard_sizes": [bounds[s + 1] - bounds[s] for s in range(shards)],
         "videos": [dataclasses.asdict(e) for e in entries],
     }
-    _write_json(os.path.join(output_dir, MANIFEST), manifest)
+    _write_json(storage.join(output_dir, MANIFEST), manifest)
     return open_packed(output_dir)
 
 
@@ -169,8 +171,8 @@ def open_packed(folder):
     Raises:
       UserError: no readable `packed.json`, or shard files are missing.
     """
-    root = os.path.abspath(os.fspath(folder))
-    path = os.path.join(root, MANIFEST)
+    root = storage.absolute(storage.check(os.fspath(folder), "packed folder"))
+    path = storage.join(root, MANIFEST)
     manifest = _load_json(path)
     if manifest is None:
         raise UserError(f"not a packed folder: {path} is missing or unreadable (write one with `two-stream pack`)")
@@ -178,12 +180,12 @@ def open_packed(folder):
         raise UserError(f"{path}: unknown format {manifest.get('format')!r}, expected {FORMAT!r}")
     try:
         entries = tuple(VideoEntry(**v) for v in manifest["videos"])
-        shards = tuple(os.path.join(root, name) for name in manifest["shards"])
+        shards = tuple(storage.join(root, name) for name in manifest["shards"])
         sizes = tuple(int(n) for n in manifest["shard_sizes"])
         classes = tuple(manifest["classes"])
     except (KeyError, TypeError) as error:
         raise UserError(f"{path}: malformed manifest ({error})") from None
-    missing = [s for s in shards if not os.path.exists(s)]
+    missing = [s for s in shards if not storage.exists(s)]
     if missing:
         raise UserError(f"{path}: {len(missing)} shard file(s) missing, e.g. {missing[0]}")
     if sum(sizes) != len(entries):
@@ -232,14 +234,13 @@ def parse_video(serialized, rgb=True, flow=True):
 
 def _load_json(path):
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError):
+        return json.loads(storage.read_text(path))
+    except (OSError, ValueError, tf.errors.NotFoundError):
         return None
 
 
 def _write_json(path, data):
     temporary = path + ".incomplete"
-    with open(temporary, "w", encoding="utf-8") as f:
-        json.dump(data, f)
-    os.replace(temporary, path)
+    with tf.io.gfile.GFile(temporary, "w") as f:
+        f.write(json.dumps(data))
+    storage.rename(temporary, path)

@@ -1,7 +1,7 @@
 """The files an evaluation leaves: scores, metrics, per-class accuracy and the confusion matrix."""
 import json
-import os
 
+from two_stream_tf import storage
 from two_stream_tf.evaluation import metrics as metrics_lib
 from two_stream_tf.evaluation import plots
 from two_stream_tf.evaluation.scores import save_scores
@@ -26,14 +26,14 @@ def write_report(output_dir, video_scores, protocol=None, title=None):
     Returns:
       The `Metrics`.
     """
-    os.makedirs(output_dir, exist_ok=True)
+    storage.makedirs(output_dir)
     result = metrics_lib.compute_metrics(video_scores)
-    save_scores(os.path.join(output_dir, SCORES_NAME), video_scores)
+    save_scores(storage.join(output_dir, SCORES_NAME), video_scores)
     summary = {key: value for key, value in result.to_json().items() if key not in ("per_class_accuracy",)}
     if protocol:
         summary["protocol"] = protocol
-    atomic.write_text(os.path.join(output_dir, METRICS_NAME), json.dumps(summary, indent=2) + "\n")
-    atomic.write_text(os.path.join(output_dir, PER_CLASS_NAME), json.dumps(result.per_class, indent=2) + "\n")
-    plots.save_confusion_png(os.path.join(output_dir, CONFUSION_NAME), result.confusion,
+    atomic.write_text(storage.join(output_dir, METRICS_NAME), json.dumps(summary, indent=2) + "\n")
+    atomic.write_text(storage.join(output_dir, PER_CLASS_NAME), json.dumps(result.per_class, indent=2) + "\n")
+    plots.save_confusion_png(storage.join(output_dir, CONFUSION_NAME), result.confusion,
                              video_scores.classes, title=title)
     return result

@@ -76,7 +76,7 @@ def save_scores(path, video_scores):
     """Writes a score file atomically (see the module docstring for its arrays).
 
     Args:
-      path: destination, conventionally ending in `.npz`.
+      path: destination, conventionally ending in `.npz`; local or any tf.io.gfile path.
       video_scores: a `VideoScores`.
     """
     buffer = io.BytesIO()
@@ -91,11 +91,13 @@ def load_scores(path):
     Raises:
       UserError: the file is missing, is not an `.npz`, or lacks or mis-shapes one of its arrays.
     """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
+    from two_stream_tf import storage
+    path = storage.check(os.fspath(path), "score file")
+    if not storage.isfile(path):
         raise UserError(f"score file not found: {path}")
     try:
-        with np.load(path, allow_pickle=False) as data:
+        # Any tf.io.gfile path (gs://, ram://): read whole, then parsed from memory.
+        with np.load(io.BytesIO(storage.read_bytes(path)), allow_pickle=False) as data:
             missing = [key for key in _KEYS if key not in data.files]
             if missing:
                 raise UserError(f"{path}: not a score file, missing array(s) {', '.join(missing)} "

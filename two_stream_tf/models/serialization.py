@@ -1,9 +1,10 @@
 """Saving and loading stream and two-stream models: `.keras` files and TensorFlow SavedModels.
 
-Models hold no Lambda layers; the library's own layers are registered with
-`keras.saving.register_keras_serializable`, so `.keras` files load with Keras' safe mode on (nothing
-arbitrary runs on load). Importing `two_stream_tf.models` registers the layers; `load_model` does it
-for you.
+Models hold no Lambda layers; the library's own layers, learning-rate schedules and loss are registered
+with `keras.saving.register_keras_serializable`, so `.keras` files (training checkpoints with their
+optimizer included) load with Keras' safe mode on (nothing arbitrary runs on load). Importing
+`two_stream_tf.models` registers them; `load_model` does it for you. Paths may be on any `tf.io.gfile`
+file system (`gs://`, `ram://`).
 
     save_model(model, "spatial.keras")
     model = load_model("spatial.keras")
@@ -14,8 +15,11 @@ import os
 
 import keras
 
-# Imported for their side effect: registering the custom layers before a model is deserialised.
+# Imported for their side effect: registering the custom layers, and the schedules and loss a training
+# checkpoint's optimizer and compile settings name, before a model is deserialised.
 from two_stream_tf.models import consensus, fusion  # noqa: F401
+from two_stream_tf.training import losses, schedules  # noqa: F401
+from two_stream_tf import storage
 from two_stream_tf.errors import UserError
 from two_stream_tf.training import checkpoints
 
@@ -34,11 +38,18 @@ def save_model(model, path):
 
 
 def load_model(path, compile=True):
-    """Loads a `.keras` model saved by `save_model` (or `model.save`), with `safe_mode=True`."""
+    """Loads a `.keras` model saved by `save_model` (or `model.save`, or a training checkpoint), with
+    `safe_mode=True`.
+
+    Raises:
+      UserError: the file does not exist, or its file system cannot be reached (naming the path).
+    """
     path = os.fspath(path)
-    if not os.path.isfile(path):
+    storage.check(path, "model file")
+    if not storage.isfile(path):
         raise UserError(f"model file not found: {path}")
-    return keras.saving.load_model(path, compile=compile, safe_mode=True)
+    with storage.local_copy(path) as local:
+        return keras.saving.load_model(local, compile=compile, safe_mode=True)
 
 
 def export_saved_model(model, export_dir):

@@ -5,9 +5,11 @@ Modules (imported one by one, so that light users such as `cluster` do not load 
   strategy     `create_strategy(name)`: auto / one_device / mirrored / multi_worker / tpu; `split_cpu`
   schedules    `build_schedule`: constant, step (TSN), cosine, linear warm-up
   losses       sparse categorical cross-entropy with label smoothing
-  callbacks    atomic BackupAndRestore, named checkpoints, resumable CSV log, TensorBoard images
+  callbacks    named checkpoints (keep the newest N), resumable CSV log, TensorBoard images
+  backup       the training state a rerun resumes from (position, optimizer step, dropout generators)
+  run_folder   the model_dir: usable path, one run at a time (lock), resume config check, done marker
   summaries    TensorBoard scalars and images without the `tensorboard` package
   checkpoints  checkpoint names (`007.0.8123.0.7990.keras`), finding and saving models atomically
-  atomic       write-to-temp-then-`os.replace` file writes
+  atomic       write-to-temp-then-`os.replace` file writes (also on tf.io.gfile paths), file generations
   cluster      TF_CONFIG for multi-worker training (host lists, SLURM)
 """

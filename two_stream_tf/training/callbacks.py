@@ -1,90 +1,27 @@
 """Callbacks for crash-safe training runs: backups, named checkpoints, a resumable CSV log, TensorBoard images.
 
 Everything written goes through `two_stream_tf.training.atomic`, so killing the process at any instant
-leaves files that load. Rerunning the same command resumes: `BackupAndRestore` restores the weights,
-optimizer state and epoch counter, and the CSV log and checkpoint history drop the rows of epochs that
-are trained again.
+leaves files that load; the CSV log and the checkpoint history keep their previous generation, so a
+damaged one falls back to it with a warning. Rerunning the same command resumes (see
+`two_stream_tf.training.backup`), and the CSV log and checkpoint history drop the rows of epochs that are
+trained again. Paths may be on any `tf.io.gfile` file system (`two_stream_tf.storage`).
 """
 import csv
 import io
 import json
 import os
+import warnings
 
-import h5py
 import keras
 import numpy as np
 import tensorflow as tf
 
-from two_stream_tf.training import atomic, checkpoints, summaries
+from two_stream_tf import storage
+from two_stream_tf.training import atomic, backup, checkpoints, summaries
 
 
-class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
-    """`keras.callbacks.BackupAndRestore` whose backup is one file replaced atomically.
-
-    Keras writes the weights and the epoch counter to two files in place, so a kill while writing can
-    leave a truncated weights file or a counter that does not match the weights. Here the weights and
-    optimizer state go to a temporary `.weights.h5` in the backup folder, the epoch counter is stored as
-    attributes of that same file, and `os.replace` swaps it in: the backup on disk is always whole.
-
-    Args:
-      backup_dir: folder of the backup (read on every worker; shared by all workers of a cluster).
-      save_freq: "epoch" or a number of batches between backups (mid-epoch backups; a restart repeats
-        the interrupted epoch from its start with the weights of the last backup).
-      write_dir: where this process writes its backups (default `backup_dir`); non-chief workers of
-        a cluster pass a private folder so that only the chief's backup is kept.
-      delete_checkpoint: remove the backup when training completes.
-    """
-
-    FILE_NAME = "backup.weights.h5"
-
-    def __init__(self, backup_dir, save_freq="epoch", write_dir=None, delete_checkpoint=True):
-        super().__init__(backup_dir, save_freq=save_freq, double_checkpoint=False,
-                         delete_checkpoint=delete_checkpoint)
-        self.write_dir = write_dir or backup_dir
-        self.restored = None  # (epoch, batch) of the backup training resumed from, if any
-
-    @property
-    def backup_path(self):
-        return os.path.join(self.backup_dir, self.FILE_NAME)
-
-    @staticmethod
-    def read_state(backup_dir):
-        """`{"epoch": …, "batch": …}` of the backup in `backup_dir`, or None without one."""
-        path = os.path.join(backup_dir, AtomicBackupAndRestore.FILE_NAME)
-        if not os.path.isfile(path):
-            return None
-        with h5py.File(path, "r") as handle:
-            return {"epoch": int(handle.attrs["two_stream_epoch"]), "batch": int(handle.attrs["two_stream_batch"])}
-
-    def _load_model(self):
-        state = self.read_state(self.backup_dir)
-        if state is None:
-            return
-        if self.model.optimizer is not None and not self.model.optimizer.built:
-            # The backup holds optimizer variables: create them before loading.
-            self.model.optimizer.build(self.model.trainable_variables)
-        self.model.load_weights(self.backup_path)
-        # The mechanism keras.callbacks.BackupAndRestore itself uses to make fit() skip finished epochs.
-        self.model._initial_epoch = state["epoch"]
-        self.restored = (state["epoch"], state["batch"])
-        print(f"Resuming from the backup in {self.backup_dir}: continuing at epoch {state['epoch'] + 1}.",
-              flush=True)
-
-    def _save_model(self):
-        with atomic.atomic_output(os.path.join(self.write_dir, self.FILE_NAME)) as tmp:
-            self.model.save_weights(tmp)
-            with h5py.File(tmp, "a") as handle:
-                handle.attrs["two_stream_epoch"] = int(self._current_epoch)
-                handle.attrs["two_stream_batch"] = int(self._last_batch_seen)
-
-    def on_train_end(self, logs=None):
-        if self.write_dir != self.backup_dir:
-            # Only the chief removes the shared backup; others clean their private folder.
-            if self.delete_checkpoint and os.path.isdir(self.write_dir):
-                import shutil
-                shutil.rmtree(self.write_dir, ignore_errors=True)
-            return
-        super().on_train_end(logs)
+# The backup callback lives in `two_stream_tf.training.backup`; this name is kept for existing callers.
+AtomicBackupAndRestore = backup.RunBackup
 
 
 class LearningRateLogger(keras.callbacks.Callback):
@@ -115,16 +52,29 @@ class ResumableCSVLogger(keras.callbacks.Callback):
         self._rows = None
 
     @staticmethod
+    def parse(path):
+        """The rows of one CSV log file as dicts of floats (epoch as int); raises ValueError on a damaged one."""
+        text = storage.read_text(path)
+        if text and not text.endswith("\n"):
+            raise ValueError("the last line is cut off")
+        rows = []
+        for number, row in enumerate(csv.DictReader(io.StringIO(text)), start=2):
+            if None in row or None in row.values():
+                raise ValueError(f"line {number} has a different number of fields than the header")
+            try:
+                rows.append({k: (int(v) if k == "epoch" else float(v) if v != "" else None) for k, v in row.items()})
+            except ValueError as error:
+                raise ValueError(f"line {number}: {error}") from None
+        if rows and [r["epoch"] for r in rows] != sorted({r["epoch"] for r in rows}):
+            raise ValueError("the epochs are not in increasing order")
+        return rows
+
+    @staticmethod
     def read_rows(path):
-        """The rows of a CSV log as dicts of floats (epoch as int)."""
-        if not os.path.isfile(path):
-            return []
-        with open(path, newline="", encoding="utf-8") as handle:
-            rows = []
-            for row in csv.DictReader(handle):
-                rows.append({k: (int(v) if k == "epoch" else float(v) if v not in ("", None) else None)
-                             for k, v in row.items()})
-            return rows
+        """The rows of a CSV log as dicts of floats (epoch as int); a damaged log falls back to its previous
+        generation with a warning, and no readable one gives []."""
+        rows, _ = atomic.read_generations(path, ResumableCSVLogger.parse, "training log")
+        return rows or []
 
     def on_epoch_begin(self, epoch, logs=None):
         if self._rows is None:
@@ -145,7 +95,7 @@ class ResumableCSVLogger(keras.callbacks.Callback):
         writer.writeheader()
         for r in self._rows:
             writer.writerow({k: ("" if r.get(k) is None else r[k]) for k in ["epoch"] + keys})
-        atomic.write_text(self.path, buffer.getvalue())
+        atomic.write_generation_text(self.path, buffer.getvalue())
 
 
 class EpochCheckpoints(keras.callbacks.Callback):
@@ -154,40 +104,58 @@ class EpochCheckpoints(keras.callbacks.Callback):
     Epochs without a validation (see `validation_freq` of `fit`) neither change the best nor have a value
     of their own: a periodic checkpoint of such an epoch carries the latest measured value as CURRENT.
     The history of measured values survives restarts through `checkpoints.json` in the same folder (epoch
-    → value, rewritten atomically; entries of epochs being trained again are dropped).
+    → value, rewritten atomically with its previous generation kept; entries of epochs being trained again
+    are dropped). When neither generation can be read, the history is rebuilt from the names of the
+    periodic checkpoints, with a warning.
 
     Args:
       directory: where to write (the model_dir, or a throw-away folder on non-chief workers).
       monitor: the log key to rank by ("val_top1"; "top1" for runs without validation data).
       period: save a periodic checkpoint every this many epochs (and after the last epoch).
       total_epochs: number of epochs of the run, to always save the last one.
+      keep: keep only the newest `keep` periodic checkpoints (0: all); best.keras is never deleted.
     """
 
     HISTORY = "checkpoints.json"
 
-    def __init__(self, directory, monitor="val_top1", period=1, total_epochs=None):
+    def __init__(self, directory, monitor="val_top1", period=1, total_epochs=None, keep=0):
         super().__init__()
         self.directory = os.fspath(directory)
         self.monitor = monitor
         self.period = max(int(period), 1)
         self.total_epochs = total_epochs
+        self.keep = max(int(keep or 0), 0)
         self._history = None
         self.best = None
 
     def _history_path(self):
-        return os.path.join(self.directory, self.HISTORY)
+        return storage.join(self.directory, self.HISTORY)
 
     def _measured(self):
         return [(epoch, value) for epoch, value in sorted(self._history.items()) if value is not None]
 
+    @staticmethod
+    def _parse(path):
+        saved = json.loads(storage.read_text(path))
+        if not isinstance(saved, dict):
+            raise ValueError("not an object of epoch -> value")
+        return {int(k): (None if v is None else float(v)) for k, v in saved.items()}
+
+    def _read_history(self):
+        path = self._history_path()
+        saved, _ = atomic.read_generations(path, self._parse, "checkpoint history")
+        if saved is not None:
+            return saved
+        found = checkpoints.list_periodic(self.directory)
+        if found and (storage.exists(path) or storage.exists(atomic.previous_path(path))):
+            warnings.warn(f"{path}: no readable generation; the best value so far is taken from the names of "
+                          f"{len(found)} periodic checkpoints", RuntimeWarning, stacklevel=2)
+        return {c.epoch: c.current_top1 for c in found}
+
     def on_epoch_begin(self, epoch, logs=None):
         if self._history is not None:
             return
-        self._history = {}
-        if os.path.isfile(self._history_path()):
-            with open(self._history_path(), encoding="utf-8") as handle:
-                saved = json.load(handle)
-            self._history = {int(k): v for k, v in saved.items() if int(k) < epoch + 1}
+        self._history = {k: v for k, v in self._read_history().items() if k < epoch + 1}
         values = [value for _, value in self._measured()]
         self.best = max(values) if values else None
 
@@ -201,14 +169,26 @@ class EpochCheckpoints(keras.callbacks.Callback):
         self._history[number] = value
         if value is not None and (self.best is None or value > self.best):
             self.best = value
-            checkpoints.save_model(self.model, os.path.join(self.directory, checkpoints.BEST_NAME))
+            checkpoints.save_model(self.model, storage.join(self.directory, checkpoints.BEST_NAME))
         last = self.total_epochs is not None and number == self.total_epochs
         if number % self.period == 0 or last:
             measured = self._measured()
             current = measured[-1][1] if measured else 0.0
-            checkpoints.save_model(self.model, os.path.join(
+            checkpoints.save_model(self.model, storage.join(
                 self.directory, checkpoints.periodic_name(number, self.best or 0.0, current)))
-        atomic.write_text(self._history_path(), json.dumps({str(k): v for k, v in sorted(self._history.items())}))
+        atomic.write_generation_text(self._history_path(),
+                                     json.dumps({str(k): v for k, v in sorted(self._history.items())}))
+        if self.keep:
+            self.prune()
+
+    def prune(self):
+        """Deletes all but the newest `keep` periodic checkpoints; returns the deleted paths."""
+        found = checkpoints.list_periodic(self.directory)
+        # A rerun may leave two names for one epoch (trained again): the newest epochs win, one file each.
+        doomed = found[:-self.keep] if len(found) > self.keep else []
+        for checkpoint in doomed:
+            storage.remove(checkpoint.path)
+        return [c.path for c in doomed]
 
 
 def display_rgb(images, normalization="tf"):

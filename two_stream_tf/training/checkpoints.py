@@ -9,6 +9,7 @@ import dataclasses
 import os
 import re
 
+from two_stream_tf import storage
 from two_stream_tf.training import atomic
 
 BEST_NAME = "best.keras"
@@ -40,17 +41,15 @@ def periodic_name(epoch, best_top1, current_top1):
 
 def parse_periodic_name(name):
     """The `PeriodicCheckpoint` a file name encodes, or None for other names."""
-    match = _PERIODIC.match(os.path.basename(name))
+    match = _PERIODIC.match(storage.basename(name))
     if not match:
         return None
     return PeriodicCheckpoint(int(match.group(1)), float(match.group(2)), float(match.group(3)), os.fspath(name))
 
 
 def list_periodic(model_dir):
-    """The periodic checkpoints in `model_dir`, oldest epoch first."""
-    if not os.path.isdir(model_dir):
-        return []
-    found = (parse_periodic_name(os.path.join(model_dir, name)) for name in os.listdir(model_dir))
+    """The periodic checkpoints in `model_dir` (any `tf.io.gfile` path), oldest epoch first."""
+    found = (parse_periodic_name(storage.join(model_dir, name)) for name in storage.listdir(model_dir))
     return sorted(c for c in found if c is not None)
 
 
@@ -63,16 +62,18 @@ def latest_periodic(model_dir):
 def find_model_file(path):
     """Resolves a model argument: a `.keras` file, or a model_dir (its best, final or latest checkpoint).
 
+    Paths may be on any `tf.io.gfile` file system (`gs://`, `ram://`).
+
     Returns:
       the `.keras` file path, or None when `path` holds no model.
     """
     path = os.fspath(path)
-    if os.path.isfile(path):
+    if storage.isfile(path):
         return path
-    if os.path.isdir(path):
+    if storage.isdir(path):
         for name in (BEST_NAME, FINAL_NAME):
-            if os.path.isfile(os.path.join(path, name)):
-                return os.path.join(path, name)
+            if storage.isfile(storage.join(path, name)):
+                return storage.join(path, name)
         latest = latest_periodic(path)
         if latest is not None:
             return latest.path

@@ -12,26 +12,34 @@ global batch is split across replicas) and runs `model.fit` with the callbacks o
   best.keras                    best model by validation top-1
   EPOCH.BEST.CURRENT.keras      periodic checkpoints, e.g. 007.0.8123.0.7990.keras
   final.keras                   the model after the last epoch
-  backup/                       the BackupAndRestore state while training runs (a rerun resumes from it)
+  done.json                     written once final.keras is: the run is complete
+  backup/                       the training state while training runs (a rerun resumes from it), with
+                                its previous generation (see `two_stream_tf.training.backup`)
   log.csv                       one row per epoch: loss, top-1, top-5, validation, learning rate
+  checkpoints.json              validation value per epoch (the best so far survives restarts)
   tensorboard/                  scalars (train/, validation/) and images (images/)
-  train_config.json             the run's configuration as plain values (also read by evaluation)
+  train_config.json             the run's configuration as plain values, paths absolute (also read by
+                                evaluation)
+  train.lock                    while a run trains: its pid and host (one run per model_dir)
 
-Rerunning the same call after a crash continues where the backup stopped.
+Rerunning the same call after a crash continues where the backup stopped, with the settings the run was
+started with (`two_stream_tf.training.run_folder` names any that changed). model_dir may be on any
+`tf.io.gfile` file system (`gs://...`, `ram://...`).
 """
 import dataclasses
 import json
 import math
 import os
-import shutil
 import warnings
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from two_stream_tf import storage
 from two_stream_tf.errors import UserError
-from two_stream_tf.training import atomic, callbacks, checkpoints, losses, schedules, summaries
+from two_stream_tf.training import atomic, backup as backup_lib, callbacks, checkpoints, losses, run_folder
+from two_stream_tf.training import schedules, summaries
 from two_stream_tf.training import strategy as strategy_lib
 
 STREAMS = ("spatial", "temporal", "fusion")
@@ -67,7 +75,8 @@ class TrainConfig:
       shuffle_buffer, data_threads, tf_data_service (`grpc://HOST:PORT` of a tf.data service dispatcher:
       the training pipeline runs on its workers, see `two_stream_tf.data.service`), validation,
       validation_freq, validation_videos (0: all),
-      checkpoint_every (epochs), backup_every_steps (0: each epoch), tensorboard_images, verbose.
+      checkpoint_every (epochs), keep_checkpoints (keep the newest N periodic checkpoints, 0: all),
+      backup_every_steps (0: each epoch), tensorboard_images, verbose.
     """
 
     stream: str
@@ -118,6 +127,7 @@ class TrainConfig:
     validation_freq: int = 1
     validation_videos: int = 0
     checkpoint_every: int = 1
+    keep_checkpoints: int = 0
     backup_every_steps: int = 0
     tensorboard_images: bool = True
     verbose: int = 1
@@ -152,12 +162,11 @@ class TrainResult:
 
 
 def load_run_config(model_dir):
-    """The `train_config.json` of a run folder as a dict, or None."""
-    path = os.path.join(model_dir, CONFIG_NAME)
-    if not os.path.isfile(path):
+    """The `train_config.json` of a run folder (any `tf.io.gfile` path) as a dict, or None."""
+    path = storage.join(model_dir, CONFIG_NAME)
+    if not storage.isfile(path):
         return None
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+    return json.loads(storage.read_text(path))
 
 
 # --- data --------------------------------------------------------------------------------------------------
@@ -191,8 +200,10 @@ def _data_options(config):
 
 
 def dataset_fn(config, index, *, training, rgb_normalization, image_size, num_snippets=None, crops=1,
-               batch_size=None, repeat=None):
+               batch_size=None, repeat=None, start_batch=0):
     """A function `input_context -> tf.data.Dataset` for `strategy.distribute_datasets_from_function`.
+
+    `start_batch` (training) starts the sample sequence that many batches in, where a resumed run is.
 
     Training elements are `(x, label)` as the model takes them. Validation elements use the test mode of
     the pipelines with `num_snippets` snippets × `crops` crops per video, reshaped to what the training
@@ -219,7 +230,8 @@ def dataset_fn(config, index, *, training, rgb_normalization, image_size, num_sn
     def make(input_context=None):
         if training:
             dataset = build(index, training=True, num_segments=segments, input_context=input_context,
-                            shuffle_buffer=config.shuffle_buffer, repeat=repeat, **common, **extra)
+                            shuffle_buffer=config.shuffle_buffer, repeat=repeat, start_batch=start_batch,
+                            **common, **extra)
         else:
             snippets = num_snippets or segments or 1
             dataset = build(index, training=False, num_snippets=snippets, crops=crops,
@@ -308,7 +320,7 @@ def stream_input_facts(config):
     """(image_size, rgb_normalization) of a run: from the backbone, or from the streams of a fusion."""
     if config.stream == "fusion":
         spatial = _load_stream(config.spatial_model, "spatial_model")
-        run = load_run_config(os.path.dirname(checkpoints.find_model_file(config.spatial_model))) or {}
+        run = load_run_config(storage.dirname(checkpoints.find_model_file(config.spatial_model))) or {}
         image_size = spatial.input_shape[-2]
         return image_size, run.get("rgb_normalization", "tf")
     from two_stream_tf.models import get_backbone
@@ -353,11 +365,66 @@ def compile_model(model, config, total_steps, num_classes):
 
 # --- the run -------------------------------------------------------------------------------------------
 
-def _check_not_finished(model_dir):
-    final = os.path.join(model_dir, checkpoints.FINAL_NAME)
-    if os.path.isfile(final) and not os.path.isdir(os.path.join(model_dir, BACKUP_DIR)):
+def _absolute_paths(config):
+    # Stored absolute, so that `evaluate` and a resume find the data and models from any folder.
+    def absolute(value):
+        return storage.absolute(value) if value else value
+
+    weights = config.weights
+    if isinstance(weights, str) and weights not in ("imagenet",) and (storage.is_remote(weights)
+                                                                        or os.path.exists(weights)):
+        weights = storage.absolute(weights)
+    return dataclasses.replace(config, frames_root=absolute(config.frames_root),
+                               split_dir=absolute(config.split_dir), model_dir=absolute(config.model_dir),
+                               spatial_model=absolute(config.spatial_model),
+                               temporal_model=absolute(config.temporal_model), weights=weights)
+
+
+def _finished_epochs(model_dir):
+    """The epoch count of a completed run in `model_dir` (done marker, or a log of all epochs with no backup
+    left), or None when the run is not complete."""
+    stored = load_run_config(model_dir) or {}
+    epochs = stored.get("epochs_resolved")
+    if run_folder.is_done(model_dir):
+        return epochs or 0
+    if epochs and not storage.isdir(storage.join(model_dir, BACKUP_DIR)):
+        rows = callbacks.ResumableCSVLogger.read_rows(storage.join(model_dir, CSV_NAME))
+        if rows and rows[-1]["epoch"] == epochs - 1:
+            return epochs
+    return None
+
+
+def _check_not_finished(model_dir, chief=True):
+    """Raises UserError for a finished run; rewrites a finished run's missing final.keras (on the chief) and
+    returns its path."""
+    final = storage.join(model_dir, checkpoints.FINAL_NAME)
+    has_backup = storage.isdir(storage.join(model_dir, BACKUP_DIR))
+    if storage.isfile(final) and (run_folder.is_done(model_dir) or not has_backup):
         raise UserError(f"{model_dir} already holds a finished run ({checkpoints.FINAL_NAME}); choose "
                         "another model_dir, or delete it to train again")
+    epochs = _finished_epochs(model_dir)
+    if epochs is None or storage.isfile(final):
+        return None
+    # Complete but final.keras is gone (deleted, or a crash right after the backup was removed): the last
+    # epoch's periodic checkpoint is the same model state; never train the run again.
+    last = checkpoints.latest_periodic(model_dir)
+    if last is None or (epochs and last.epoch != epochs):
+        raise UserError(f"{model_dir} holds a finished run ({run_folder.DONE_NAME}, {CSV_NAME}) whose "
+                        f"{checkpoints.FINAL_NAME} is missing, and no checkpoint of its last epoch {epochs} is left "
+                        "to rewrite it from; choose another model_dir, or delete this one to train again")
+    if not chief:
+        return final
+    with atomic.atomic_output(final) as tmp:
+        storage.copy(last.path, tmp)
+    print(f"{model_dir}: the run had finished; {checkpoints.FINAL_NAME} rewritten from "
+          f"{storage.basename(last.path)} (nothing trained)", flush=True)
+    return final
+
+
+def _finished_result(model_dir, final, replicas):
+    best = storage.join(model_dir, checkpoints.BEST_NAME)
+    return TrainResult(model_dir=model_dir, final_path=final, best_path=best if storage.isfile(best) else None,
+                       history=[], resumed_from_epoch=None, num_replicas=replicas)
 
 
 def _mixed_precision_policy(strategy):
@@ -386,6 +453,10 @@ def _numpy_batch(dataset_function, limit):
 def train(config, *, strategy=None, indices=None, flags_text=None):
     """Trains the model `config` describes and writes the run folder (see the module docstring).
 
+    A rerun with the same config resumes an interrupted run: from the newest good backup (a damaged one
+    falls back to the previous generation with a warning), at the epoch and optimizer step it recorded.
+    A finished run is not trained again (its final.keras is rewritten from the last checkpoint if missing).
+
     Args:
       config: a `TrainConfig`.
       strategy: a `tf.distribute.Strategy` (default: `create_strategy(config.strategy, config.tpu)`).
@@ -397,25 +468,43 @@ def train(config, *, strategy=None, indices=None, flags_text=None):
 
     Raises:
       UserError: bad paths, a split that does not match the frames, a batch size the replicas cannot
-        share, a model_dir holding a finished run.
+        share, a model_dir holding a finished run, used by another live run (naming its pid), or holding
+        a run with other settings (naming the flags).
     """
     if config.stream not in STREAMS:
         raise UserError(f"unknown stream {config.stream!r}; one of {', '.join(STREAMS)}")
-    model_dir = os.path.abspath(config.model_dir)
-    _check_not_finished(model_dir)
-    train_index, test_index = indices if indices is not None else open_indices(config)
-    if len(train_index) == 0:
-        raise UserError(f"the training list of split {config.split} in {config.split_dir} has no videos")
-    num_classes = len(train_index.classes)
+    model_dir = run_folder.prepare(config.model_dir)
+    config = _absolute_paths(dataclasses.replace(config, model_dir=model_dir))
     strategy = strategy or strategy_lib.create_strategy(config.strategy, config.tpu)
     replicas = strategy.num_replicas_in_sync
     if config.batch_size % replicas:
         raise UserError(f"batch size {config.batch_size} cannot be split evenly across {replicas} replicas")
     chief = strategy_lib.is_chief(strategy)
-    write_dir = strategy_lib.write_dir(model_dir, strategy)
-    os.makedirs(write_dir, exist_ok=True)
+    lock = run_folder.RunLock(model_dir)
     if chief:
-        atomic.remove_stale_temporaries(model_dir)
+        lock.acquire()
+    try:
+        final = _check_not_finished(model_dir, chief)
+        if final is not None:
+            return _finished_result(model_dir, final, replicas)
+        return _train_locked(config, strategy, indices, flags_text, chief)
+    finally:
+        lock.release()
+
+
+def _train_locked(config, strategy, indices, flags_text, chief):
+    model_dir = config.model_dir
+    replicas = strategy.num_replicas_in_sync
+    train_index, test_index = indices if indices is not None else open_indices(config)
+    if len(train_index) == 0:
+        raise UserError(f"the training list of split {config.split} in {config.split_dir} has no videos")
+    num_classes = len(train_index.classes)
+    write_dir = strategy_lib.write_dir(model_dir, strategy)
+    storage.makedirs(write_dir)
+    backup_dir = storage.join(model_dir, BACKUP_DIR)
+    if chief:
+        for folder in (model_dir, backup_dir):
+            atomic.remove_stale_temporaries(folder)
 
     keras.utils.set_random_seed(config.seed)
     previous_policy = keras.mixed_precision.global_policy().name
@@ -427,12 +516,43 @@ def train(config, *, strategy=None, indices=None, flags_text=None):
         epochs = config.epochs or max(1, math.ceil((config.train_steps or steps_per_epoch) / steps_per_epoch))
         total_steps = config.train_steps or epochs * steps_per_epoch
 
+        run = dict(config.to_json(), image_size=image_size, rgb_normalization=rgb_normalization,
+                   classes=list(train_index.classes), num_classes=num_classes, train_videos=len(train_index),
+                   epochs_resolved=epochs, steps_per_epoch_resolved=steps_per_epoch, total_steps=total_steps,
+                   num_replicas=replicas,
+                   layout_resolved=getattr(getattr(train_index, "layout", None), "name", config.layout))
+        resuming = backup_lib.read_state(backup_dir) is not None
+        stored = load_run_config(model_dir) if resuming else None
+        if stored is not None:
+            run_folder.check_resume(model_dir, stored, run)
+        if chief:
+            atomic.write_text(storage.join(model_dir, CONFIG_NAME), json.dumps(run, indent=2) + "\n")
+            if flags_text is not None:
+                atomic.write_text(storage.join(model_dir, "flags.cfg"), flags_text)
+
         with strategy.scope():
             model = build_model(config, num_classes, image_size)
             compile_model(model, config, total_steps, num_classes)
+        backup = backup_lib.RunBackup(backup_dir, save_freq=config.backup_every_steps or "epoch",
+                                      write_dir=storage.join(write_dir, BACKUP_DIR))
+        initial_epoch = 0
+        with strategy.scope():
+            state = backup.restore(model)
+        if state is not None:
+            initial_epoch = min(state.epoch, epochs)
+            # A mid-epoch backup: the epoch is trained again from its start, so the step counter (and with it
+            # the learning-rate schedule) goes back to that start; the run then takes the planned steps.
+            backup_lib.rewind_step_counter(model, backup_lib.BackupState(initial_epoch, state.batch,
+                                                                         state.iterations, state.path),
+                                           steps_per_epoch)
+            again = f"its first {state.batch} batches are trained again, " if state.batch else ""
+            print(f"Resuming from the backup in {backup_dir}: continuing at epoch {state.epoch + 1}. "
+                  f"({again}from optimizer step {initial_epoch * steps_per_epoch}.)", flush=True)
 
+        # The training samples continue where the run stopped (each batch's samples are a stateless function
+        # of the seed and the position, so with --deterministic the resumed run sees the same batches).
         train_fn = dataset_fn(config, train_index, training=True, rgb_normalization=rgb_normalization,
-                              image_size=image_size, repeat=True)
+                              image_size=image_size, repeat=True, start_batch=initial_epoch * steps_per_epoch)
         train_data = strategy.distribute_datasets_from_function(train_fn)
         validation_data = validation_steps = None
         val_index = head(test_index, config.validation_videos)
@@ -445,25 +565,14 @@ def train(config, *, strategy=None, indices=None, flags_text=None):
             validation_data = strategy.distribute_datasets_from_function(val_fn)
             validation_steps = max(1, math.ceil(len(val_index) / config.batch_size)) if cluster else None
 
-        if chief:
-            run = dict(config.to_json(), image_size=image_size, rgb_normalization=rgb_normalization,
-                       classes=list(train_index.classes), num_classes=num_classes, epochs_resolved=epochs,
-                       steps_per_epoch_resolved=steps_per_epoch, total_steps=total_steps, num_replicas=replicas,
-                       layout_resolved=getattr(getattr(train_index, "layout", None), "name", config.layout))
-            atomic.write_text(os.path.join(model_dir, CONFIG_NAME), json.dumps(run, indent=2) + "\n")
-            if flags_text is not None:
-                atomic.write_text(os.path.join(model_dir, "flags.cfg"), flags_text)
-
-        backup = callbacks.AtomicBackupAndRestore(
-            os.path.join(model_dir, BACKUP_DIR), save_freq=config.backup_every_steps or "epoch",
-            write_dir=os.path.join(write_dir, BACKUP_DIR))
         run_callbacks = [
             backup,
             callbacks.LearningRateLogger(),
             callbacks.EpochCheckpoints(write_dir, monitor="val_top1" if validation_data is not None else "top1",
-                                       period=config.checkpoint_every, total_epochs=epochs),
-            callbacks.ResumableCSVLogger(os.path.join(write_dir, CSV_NAME)),
-            summaries.EpochScalars(os.path.join(write_dir, TENSORBOARD_DIR)),
+                                       period=config.checkpoint_every, total_epochs=epochs,
+                                       keep=config.keep_checkpoints),
+            callbacks.ResumableCSVLogger(storage.join(write_dir, CSV_NAME)),
+            summaries.EpochScalars(storage.join(write_dir, TENSORBOARD_DIR)),
         ]
         if config.tensorboard_images and chief:
             samples, _ = _numpy_batch(train_fn, 4)
@@ -473,28 +582,36 @@ def train(config, *, strategy=None, indices=None, flags_text=None):
                                    image_size=image_size, batch_size=min(config.batch_size, 16), repeat=False)
                 validation = _numpy_batch(small, 64)
             run_callbacks.append(callbacks.TensorBoardImages(
-                os.path.join(write_dir, TENSORBOARD_DIR), samples, config.stream, train_index.classes,
+                storage.join(write_dir, TENSORBOARD_DIR), samples, config.stream, train_index.classes,
                 validation=validation, rgb_normalization=rgb_normalization,
                 period=config.validation_freq))
 
-        with warnings.catch_warnings():
-            # Each validation reads the finite test list to its end, which Keras reports as running out
-            # of data; the training data repeats, so the warning never concerns it.
-            warnings.filterwarnings("ignore", message="Your input ran out of data")
-            history = model.fit(train_data, epochs=epochs, steps_per_epoch=steps_per_epoch,
-                                validation_data=validation_data, validation_steps=validation_steps,
-                                validation_freq=config.validation_freq, callbacks=run_callbacks,
-                                verbose=config.verbose, shuffle=False)
-        final_path = os.path.join(write_dir, checkpoints.FINAL_NAME)
-        checkpoints.save_model(model, final_path)
+        trained_epochs = []
+        if initial_epoch < epochs:
+            with warnings.catch_warnings():
+                # Each validation reads the finite test list to its end, which Keras reports as running out
+                # of data; the training data repeats, so the warning never concerns it.
+                warnings.filterwarnings("ignore", message="Your input ran out of data")
+                history = model.fit(train_data, epochs=epochs, initial_epoch=initial_epoch,
+                                    steps_per_epoch=steps_per_epoch, validation_data=validation_data,
+                                    validation_steps=validation_steps, validation_freq=config.validation_freq,
+                                    callbacks=run_callbacks, verbose=config.verbose, shuffle=False)
+            trained_epochs = list(history.epoch)
+        # Order matters for a kill at any point: final.keras, then the done marker, then the backup goes.
+        checkpoints.save_model(model, storage.join(write_dir, checkpoints.FINAL_NAME))
+        if chief:
+            run_folder.mark_done(model_dir, {"epochs": epochs, "total_steps": epochs * steps_per_epoch,
+                                             "optimizer_steps": int(model.optimizer.iterations.numpy()),
+                                             "final": checkpoints.FINAL_NAME})
+        backup.remove()
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
         if not chief:
-            shutil.rmtree(write_dir, ignore_errors=True)
+            storage.rmtree(write_dir)
     # One row per epoch of this call, from the CSV log (validation values only on validation epochs).
-    rows = [row for row in callbacks.ResumableCSVLogger.read_rows(os.path.join(model_dir, CSV_NAME))
-            if row["epoch"] in set(history.epoch)]
-    best = os.path.join(model_dir, checkpoints.BEST_NAME)
-    return TrainResult(model_dir=model_dir, final_path=os.path.join(model_dir, checkpoints.FINAL_NAME),
-                       best_path=best if os.path.isfile(best) else None, history=rows,
+    rows = [row for row in callbacks.ResumableCSVLogger.read_rows(storage.join(model_dir, CSV_NAME))
+            if row["epoch"] in set(trained_epochs)]
+    best = storage.join(model_dir, checkpoints.BEST_NAME)
+    return TrainResult(model_dir=model_dir, final_path=storage.join(model_dir, checkpoints.FINAL_NAME),
+                       best_path=best if storage.isfile(best) else None, history=rows,
                        resumed_from_epoch=backup.restored[0] if backup.restored else None, num_replicas=replicas)
