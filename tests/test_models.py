@@ -141,7 +141,7 @@ def test_efficientnet_builtin_normalization_is_bypassed_and_folded_into_the_kern
     stem = layers[:layers.index(flow_backbone.get_layer("stem_conv"))]
     assert not any(isinstance(layer, RGB_PREPROCESSING_LAYERS) for layer in stem)
     rgb_kernel = source.get_layer("stem_conv").kernel.numpy()
-    scale = (0.5 / IMAGENET_STD).reshape(1, 1, 3, 1)  # RGB spans 1/std per channel, flow spans 2
+    scale = (128 / 255 / IMAGENET_STD).reshape(1, 1, 3, 1)  # RGB spans 1/std per channel, flow spans 255/128
     np.testing.assert_allclose(flow_backbone.get_layer("stem_conv").kernel.numpy(),
                                np.repeat((rgb_kernel * scale).mean(axis=2, keepdims=True), 6, axis=2), rtol=1e-5)
     np.testing.assert_array_equal(flow_backbone.get_layer("top_conv").kernel.numpy(),
@@ -233,7 +233,8 @@ def test_mixed_precision_keeps_probabilities_float32(mobilenet_file):
         kernel = temporal.get_layer("backbone").get_layer("conv1").kernel
         assert kernel.dtype == "float32"
         stored = _file_weights(mobilenet_file)["conv1"][0]
-        np.testing.assert_allclose(kernel.numpy(), np.repeat(stored.mean(axis=2, keepdims=True), 4, axis=2), rtol=1e-6)
+        expected = 256 / 255 * stored.astype(np.float64).mean(axis=2, keepdims=True)  # "tf" backbone scale
+        np.testing.assert_allclose(kernel.numpy(), np.repeat(expected, 4, axis=2), rtol=1e-6)
         rgb = np.zeros((2, 32, 32, 3), np.float32)
         flow = np.zeros((2, 2, 32, 32, 4), np.float32)
         for model, x in ((spatial, rgb), (temporal, flow)):
