@@ -95,3 +95,34 @@ def test_score_file_keeps_logits_and_votes(tmp_path):
     np.testing.assert_array_equal(loaded.reordered(["v_1", "v_0"]).votes, [[1, 9], [7, 3]])
     with pytest.raises(ValueError, match="votes must have the shape of scores"):
         VideoScores(["v_0"], [0], [[0.5, 0.5]], ["a", "b"], votes=[[1, 2, 3]])
+
+
+def test_evaluate_command_with_tsn_protocol_writes_logits_and_votes(synthetic_dataset, tmp_path, capsys):
+    """`two-stream evaluate --test_sampling=tsn --score_aggregation=logit_mean --test_frame_size=...` on a real
+    (untrained) temporal stream: scores are the softmax of the mean logits, votes count the views."""
+    import json
+
+    from two_stream_tf import cli
+    from two_stream_tf.models import save_model, temporal_model
+
+    model = temporal_model(len(synthetic_dataset.classes), backbone="mobilenet", weights=None, input_shape=(32, 32),
+                           stack_length=2, alpha=0.25)
+    save_model(model, str(tmp_path / "temporal.keras"))
+    output = tmp_path / "evaluation"
+    flags = [f"--checkpoint={tmp_path / 'temporal.keras'}", "--stream=temporal",
+             f"--frames_root={synthetic_dataset.frames_dir}", f"--split_dir={synthetic_dataset.split_dir}",
+             "--stack_length=2", "--image_size=32", "--backbone=mobilenet", "--max_videos=2", "--test_snippets=3",
+             "--test_crops=10", f"--output_dir={output}"]
+    assert cli.main(["evaluate", *flags, "--test_frame_size=170"]) == 2
+    assert "--test_frame_size: expected WIDTHxHEIGHT such as 340x256, got '170'" in capsys.readouterr().err
+    assert cli.main(["evaluate", *flags, "--test_sampling=tsn", "--score_aggregation=logit_mean",
+                     "--test_frame_size=170x130"]) == 0
+    with np.load(output / "scores.npz", allow_pickle=False) as data:
+        logits, votes, scores = data["logits"], data["votes"], data["scores"]
+    assert logits.shape == votes.shape == scores.shape == (2, len(synthetic_dataset.classes))
+    assert votes.dtype == np.int32 and votes.sum(axis=1).tolist() == [30, 30]  # 3 snippets x 10 crops
+    np.testing.assert_allclose(scores, numpy_softmax(logits.astype(np.float64)), rtol=1e-5, atol=1e-7)
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert metrics["protocol"]["test_sampling"] == "tsn"
+    assert metrics["protocol"]["score_aggregation"] == "logit_mean"
+    assert metrics["protocol"]["frame_size"] == [130, 170]
