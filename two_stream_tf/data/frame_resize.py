@@ -17,7 +17,6 @@ this module reproduces the integer arithmetic, value for value:
 Checked against `cv2.resize` on random and constant images of many sizes (tests/test_frame_resize.py).
 The compiled training kernels (`native/views.cc`) implement the same arithmetic.
 """
-import numpy as np
 import tensorflow as tf
 
 PROTOCOL_FRAME_SIZE = (256, 340)  # (height, width): TSN's frame_size=(340, 256) in OpenCV's (w, h) order
