@@ -25,6 +25,11 @@ within a round, between figures measured back to back:
   plain loader forks worker processes, which costs whatever runs next copy-on-write faults).
 
 `--json` prints one JSON object with the keys listed in `KEYS` (and a few more).
+
+`--compare-dct` measures instead what the JPEG inverse DCT costs the training pipelines: temporal and
+spatial training datasets decoding with libjpeg's accurate IDCT ("INTEGER_ACCURATE", OpenCV's, the
+pipelines' default) and with the fast one ("INTEGER_FAST", TensorFlow's default), in interleaved rounds;
+it reports each rate, CPU ms per item and the accurate/fast ratio of CPU time per item (median of rounds).
 """
 import argparse
 import json
@@ -368,6 +373,43 @@ def run(args):
     return report
 
 
+def run_dct_comparison(args):
+    """Training-pipeline rates with the accurate and the fast IDCT (see the module docstring)."""
+    work = tempfile.mkdtemp(prefix="input_pipeline_dct_")
+    try:
+        videos = extract_frames(args.videos, work, args.clips, args.max_frames, os.cpu_count() or 1, args.flow_images)
+        index = frame_index(work, videos)
+        from two_stream_tf.data import native, pipelines
+
+        common = dict(training=True, batch_size=BATCH, image_size=IMAGE_SIZE, seed=0, repeat=True)
+        iterators = {}
+        for method in ("INTEGER_ACCURATE", "INTEGER_FAST"):
+            iterators[("temporal", method)] = iter(pipelines.temporal_dataset(
+                index, stack_length=STACK_LENGTH, dct_method=method, **common))
+            iterators[("spatial", method)] = iter(pipelines.spatial_dataset(index, dct_method=method, **common))
+        cpu = {key: [] for key in iterators}
+        rates = {key: [] for key in iterators}
+        measures = [(key, (lambda it=it: rate_of_iterator(it, args.seconds))) for key, it in iterators.items()]
+        for round_number in range(args.rounds):
+            for key, measure in in_round_order(measures, round_number):
+                rate, seconds_per_item = measure()
+                settle()
+                rates[key].append(rate)
+                cpu[key].append(seconds_per_item)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    report = {"native_kernels": native.load() is not None, "rounds": args.rounds,
+              "load_average": list(os.getloadavg())}
+    for stream in ("temporal", "spatial"):
+        accurate, fast = cpu[(stream, "INTEGER_ACCURATE")], cpu[(stream, "INTEGER_FAST")]
+        report[f"{stream}_cpu_ms_accurate"] = 1e3 * float(np.median(accurate))
+        report[f"{stream}_cpu_ms_fast"] = 1e3 * float(np.median(fast))
+        report[f"{stream}_cpu_ratio_accurate_to_fast"] = float(np.median(np.array(accurate) / np.array(fast)))
+        report[f"{stream}_rate_accurate"] = float(np.mean(rates[(stream, "INTEGER_ACCURATE")]))
+        report[f"{stream}_rate_fast"] = float(np.mean(rates[(stream, "INTEGER_FAST")]))
+    return report
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -379,7 +421,22 @@ def main(argv=None):
     parser.add_argument("--skip-plain", action="store_true", help="skip the plain Keras loader")
     parser.add_argument("--flow-images", choices=("dis", "gray"), default="dis",
                         help="flow JPEGs: quantised DIS flow (default, sized like real flow) or grayscale frames")
+    parser.add_argument("--compare-dct", action="store_true",
+                        help="measure the training pipelines with the accurate and the fast JPEG IDCT")
     args = parser.parse_args(argv)
+    if args.compare_dct:
+        report = run_dct_comparison(args)
+        if args.json:
+            print(json.dumps(report))
+            return 0
+        for stream, unit in (("temporal", "stack"), ("spatial", "frame")):
+            print(f"{stream}: accurate IDCT {report[f'{stream}_cpu_ms_accurate']:.2f} CPU ms/{unit} "
+                  f"({report[f'{stream}_rate_accurate']:.1f}/s), fast {report[f'{stream}_cpu_ms_fast']:.2f} "
+                  f"({report[f'{stream}_rate_fast']:.1f}/s); CPU ratio accurate/fast "
+                  f"{report[f'{stream}_cpu_ratio_accurate_to_fast']:.3f}")
+        print(f"compiled kernels: {report['native_kernels']}; load average "
+              f"{[round(x, 2) for x in report['load_average']]}")
+        return 0
     report = run(args)
     if args.json:
         print(json.dumps(report))

@@ -37,12 +37,26 @@ def test_flipped_flow_has_x_negated_and_y_unchanged():
 def test_symmetric_flow_normalisation_and_flip_negate_x():
     planes = np.random.RandomState(1).randint(0, 256, size=(4, 8, 8)).astype(np.uint8)
     plain = augment.flow_view(tf.constant(planes), False, 8).numpy()
-    np.testing.assert_allclose(plain, planes.transpose(1, 2, 0) / 127.5 - 1.0, atol=1e-6)
-    assert plain.min() >= -1.0 and plain.max() <= 1.0
+    np.testing.assert_array_equal(plain, (planes.transpose(1, 2, 0).astype(np.float32) - 128) / 128)
+    assert plain.min() >= -1.0 and plain.max() <= 127 / 128
     flipped = augment.flow_view(tf.constant(planes), True, 8).numpy()
-    # After normalisation the flip is a sign change of x (and a mirror), y only mirrored.
-    np.testing.assert_allclose(flipped[..., 0::2], -plain[:, ::-1, 0::2], atol=1e-6)
-    np.testing.assert_allclose(flipped[..., 1::2], plain[:, ::-1, 1::2], atol=1e-6)
+    # After normalisation the flip of x is q -> 255 - q: a sign change less one level (1/128), and a mirror;
+    # y only mirrored.
+    np.testing.assert_array_equal(flipped[..., 0::2], -plain[:, ::-1, 0::2] - 1 / 128)
+    np.testing.assert_array_equal(flipped[..., 1::2], plain[:, ::-1, 1::2])
+
+
+@pytest.mark.parametrize("normalization, expected", [("symmetric", 0.0), ("caffe", 0.0), ("none", 128.0)])
+def test_zero_motion_normalises_to_exactly_zero(normalization, expected):
+    """Quantised 128 is zero motion in dense_flow's quantisation (cvRound(127.5) = 128)."""
+    planes = np.full((2, 5, 7), 128, np.uint8)
+    for size in (5, 11):  # as stored and resized
+        view = augment.flow_view(tf.constant(planes), False, size, normalization=normalization).numpy()
+        assert np.all(view == expected)
+    assert augment.normalize_flow(np.float32([128.0]), normalization)[0] == expected
+    np.testing.assert_array_equal(augment.denormalize_flow(augment.normalize_flow(np.arange(256.0), normalization),
+                                                           normalization), np.arange(256.0))
+    assert augment.normalize_flow(np.float32([0.0, 255.0]), "caffe").tolist() == [-128.0, 127.0]
 
 
 def test_mirror_handles_segment_batches():
@@ -56,7 +70,7 @@ def test_mirror_handles_segment_batches():
 def test_resized_flow_views_match_mirror_then_bilinear_resize():
     """flow_view (one fused XLA pass for mirror, x negation, interleave and normalisation, then the resize)
     gives what the separate steps give: mirror and negate x on uint8, channels last, TensorFlow's
-    half-pixel bilinear resize, `q / 127.5 - 1`; within float rounding, for up- and downscaling."""
+    half-pixel bilinear resize, `(q - 128) / 128`; within float rounding, for up- and downscaling."""
     rng = np.random.RandomState(3)
     for shape in ((2, 6, 13, 17), (4, 5, 6)):  # S=2 segments of L=3 upscaled; L=2 downscaled
         planes = rng.randint(0, 256, size=shape).astype(np.uint8)
@@ -69,14 +83,14 @@ def test_resized_flow_views_match_mirror_then_bilinear_resize():
             assert raw.shape == shape[:-3] + (size, size, shape[-3]) and raw.dtype == np.float32
             np.testing.assert_allclose(raw, expected, atol=2e-3)
             normalised = augment.flow_view(tf.constant(planes), flip, size).numpy()
-            np.testing.assert_allclose(normalised, expected / 127.5 - 1.0, atol=1e-5)
-    # The end points of the quantised range map exactly onto -1 and 1, also for mirrored x.
+            np.testing.assert_allclose(normalised, (expected - 128) / 128, atol=1e-5)
+    # The end points of the quantised range map exactly onto -1 and 127/128, also for mirrored x.
     extremes = np.zeros((2, 3, 3), np.uint8)
     extremes[:, :, 1:] = 255
     view = augment.flow_view(tf.constant(extremes), True, 3).numpy()
-    assert view.min() == -1.0 and view.max() == 1.0
-    np.testing.assert_array_equal(view[..., 0], [[-1.0, -1.0, 1.0]] * 3)  # mirrored, then 255 - q
-    np.testing.assert_array_equal(view[..., 1], [[1.0, 1.0, -1.0]] * 3)
+    assert view.min() == -1.0 and view.max() == 127 / 128
+    np.testing.assert_array_equal(view[..., 0], [[-1.0, -1.0, 127 / 128]] * 3)  # mirrored, then 255 - q
+    np.testing.assert_array_equal(view[..., 1], [[127 / 128, 127 / 128, -1.0]] * 3)
 
 
 def windows_for_seeds(frame_shape, count, **kwargs):

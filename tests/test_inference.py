@@ -253,12 +253,12 @@ def test_model_inputs_are_centre_crops_normalised_like_the_pipelines():
     pairs = [np.dstack([np.full((72, 96), 10 * k + 1, np.uint8), np.full((72, 96), 10 * k + 2, np.uint8)])
              for k in range(3)]
     flow = flow_inputs([pairs], windows, 64).numpy()
-    expected = np.array([1, 2, 11, 12, 21, 22]) / 127.5 - 1
+    expected = (np.array([1, 2, 11, 12, 21, 22]) - 128) / 128  # zero motion (128) is 0
     np.testing.assert_allclose(flow[0, 30, 30], expected, atol=1e-6)
     # Ten crops: the mirrored five have x negated (255 - q), y unchanged.
     ten = flow_inputs([pairs], crop_windows((96, 72), 64, crops=10), 64).numpy()
     assert ten.shape == (10, 64, 64, 6)
-    np.testing.assert_allclose(ten[7, 0, 0], np.array([254, 2, 244, 12, 234, 22]) / 127.5 - 1, atol=1e-6)
+    np.testing.assert_allclose(ten[7, 0, 0], (np.array([254, 2, 244, 12, 234, 22]) - 128) / 128, atol=1e-6)
 
 
 # --- bad input ---------------------------------------------------------------------------------------------------

@@ -45,7 +45,8 @@ def test_temporal_mobilenet_from_real_imagenet_file_gets_cross_modality_init(mob
     assert len(stored) == 54  # conv1 + its BN + 13 × (depthwise, BN, pointwise, BN)
     kernel = backbone.get_layer("conv1").get_weights()[0]
     assert kernel.shape == (3, 3, 20, 8)
-    expected = np.repeat(stored["conv1"][0].mean(axis=2, keepdims=True), 20, axis=2)
+    # A "tf" backbone ([-1, 1] over 255 levels) against flow (q - 128) / 128: s = 2 / (255 / 128) = 256 / 255.
+    expected = np.repeat(256 / 255 * stored["conv1"][0].astype(np.float64).mean(axis=2, keepdims=True), 20, axis=2)
     np.testing.assert_allclose(kernel, expected, rtol=1e-6, atol=0)
     assert np.abs(kernel).max() > 0.1  # real kernels, not zeros
     for name, arrays in stored.items():
@@ -78,15 +79,15 @@ def _first_conv_response(backbone, spec, images):
 
 
 def _assert_flow_drives_kernel_like_grey_rgb(rgb_backbone, flow_backbone, spec):
-    """Flow x on all 2L channels acts like the grey level 127.5·(x + 1) on RGB, summed over 2L/3 copies.
+    """Flow x on all 2L channels acts like the grey level 128·(x + 1) on RGB, summed over 2L/3 copies.
 
     The cross-modality kernel is the scaled RGB kernel averaged over 3 channels, tiled 2L times, so
-    relative to zero motion / mid-grey: response_flow(x) = 2L/3 · response_rgb(127.5·(x + 1)). The RGB
+    relative to zero motion / mid-grey: response_flow(x) = 2L/3 · response_rgb(128·(x + 1)). The RGB
     side goes through Keras' own preprocess_input and the backbone's own normalisation layers.
     """
     size, channels = rgb_backbone.input_shape[1], flow_backbone.input_shape[-1]
     xs = np.array([-1.0, -0.5, 0.0, 0.6, 1.0])
-    greys = np.broadcast_to((127.5 * (xs + 1))[:, None, None, None], (len(xs), size, size, 3))
+    greys = np.broadcast_to((128 * (xs + 1))[:, None, None, None], (len(xs), size, size, 3))
     rgb = spec.preprocess_input(np.array(greys, np.float32))
     flow = np.broadcast_to(xs[:, None, None, None], (len(xs), size, size, channels)).astype(np.float32)
     rgb_response = _first_conv_response(rgb_backbone, spec, rgb)
@@ -99,7 +100,8 @@ def _assert_flow_drives_kernel_like_grey_rgb(rgb_backbone, flow_backbone, spec):
 
 
 def test_weights_file_of_a_caffe_backbone_and_its_flow_scale(tmp_path):
-    """VGG16 takes BGR minus mean on the 0..255 scale: its averaged kernel is scaled by 127.5."""
+    """VGG16 takes BGR minus mean on the 0..255 scale: its averaged kernel is scaled by 128, TSN's scale (flow
+    q - 128 against pixel - mean) for flow normalised (q - 128) / 128."""
     source = keras.applications.VGG16(include_top=False, weights=None, input_shape=(32, 32, 3))
     path = tmp_path / "vgg16_random.weights.h5"
     source.save_weights(path)
@@ -109,7 +111,7 @@ def test_weights_file_of_a_caffe_backbone_and_its_flow_scale(tmp_path):
     flow_backbone = temporal.get_layer("backbone")
     rgb_conv, flow_conv = source.get_layer("block1_conv1"), flow_backbone.get_layer("block1_conv1")
     np.testing.assert_allclose(flow_conv.kernel.numpy(),
-                               np.repeat(127.5 * rgb_conv.kernel.numpy().mean(axis=2, keepdims=True), 4, axis=2),
+                               np.repeat(128 * rgb_conv.kernel.numpy().mean(axis=2, keepdims=True), 4, axis=2),
                                rtol=1e-5)
     np.testing.assert_array_equal(flow_conv.bias.numpy(), rgb_conv.bias.numpy())
     copied = 0
@@ -139,7 +141,7 @@ def test_efficientnet_builtin_normalization_is_bypassed_and_folded_into_the_kern
     stem = layers[:layers.index(flow_backbone.get_layer("stem_conv"))]
     assert not any(isinstance(layer, RGB_PREPROCESSING_LAYERS) for layer in stem)
     rgb_kernel = source.get_layer("stem_conv").kernel.numpy()
-    scale = (0.5 / IMAGENET_STD).reshape(1, 1, 3, 1)  # RGB spans 1/std per channel, flow spans 2
+    scale = (128 / 255 / IMAGENET_STD).reshape(1, 1, 3, 1)  # RGB spans 1/std per channel, flow spans 255/128
     np.testing.assert_allclose(flow_backbone.get_layer("stem_conv").kernel.numpy(),
                                np.repeat((rgb_kernel * scale).mean(axis=2, keepdims=True), 6, axis=2), rtol=1e-5)
     np.testing.assert_array_equal(flow_backbone.get_layer("top_conv").kernel.numpy(),
@@ -231,7 +233,8 @@ def test_mixed_precision_keeps_probabilities_float32(mobilenet_file):
         kernel = temporal.get_layer("backbone").get_layer("conv1").kernel
         assert kernel.dtype == "float32"
         stored = _file_weights(mobilenet_file)["conv1"][0]
-        np.testing.assert_allclose(kernel.numpy(), np.repeat(stored.mean(axis=2, keepdims=True), 4, axis=2), rtol=1e-6)
+        expected = 256 / 255 * stored.astype(np.float64).mean(axis=2, keepdims=True)  # "tf" backbone scale
+        np.testing.assert_allclose(kernel.numpy(), np.repeat(expected, 4, axis=2), rtol=1e-6)
         rgb = np.zeros((2, 32, 32, 3), np.float32)
         flow = np.zeros((2, 2, 32, 32, 4), np.float32)
         for model, x in ((spatial, rgb), (temporal, flow)):

@@ -46,12 +46,17 @@ def build_both(make, monkeypatch, **kwargs):
     dict(stack_length=10, image_size=48),
     dict(stack_length=3, image_size=40, num_segments=3),
     dict(stack_length=4, image_size=64, flow_normalization="none", scales=(1.0, 0.5), max_distort=2),
+    dict(stack_length=3, image_size=48, flow_normalization="caffe", dct_method="INTEGER_FAST"),
+    # Frames stored at 60×80 resized to the frame size (OpenCV's arithmetic) before the crop, up and down.
+    dict(stack_length=3, image_size=48, frame_size=(72, 96)),
+    dict(stack_length=2, image_size=32, frame_size=(45, 50), num_segments=2, dct_method="INTEGER_FAST"),
+    dict(stack_length=2, image_size=32, frame_size=(60, 80)),  # stored at the frame size: no resize
 ])
 def test_kernel_matches_tensorflow_ops(ramps, monkeypatch, options):
     with_kernel, without = build_both(pipelines.temporal_dataset, monkeypatch, index=ramps, training=True,
                                       batch_size=3, seed=11, deterministic=True, repeat=3, **options)
     assert len(with_kernel) == len(without) == 4
-    tolerance = 1e-5 * (255 if options.get("flow_normalization") == "none" else 1)
+    tolerance = 1e-5 * (255 if options.get("flow_normalization") in ("none", "caffe") else 1)
     for (x, labels), (expected_x, expected_labels) in zip(with_kernel, without):
         assert x.shape == expected_x.shape and x.dtype == np.float32
         np.testing.assert_array_equal(labels, expected_labels)
@@ -63,7 +68,7 @@ def test_kernel_matches_tensorflow_ops(ramps, monkeypatch, options):
 def test_two_stream_flow_from_the_kernel_matches(ramps, monkeypatch):
     with_kernel, without = build_both(pipelines.two_stream_dataset, monkeypatch, index=ramps, training=True,
                                       batch_size=4, stack_length=2, image_size=32, num_segments=2, seed=5,
-                                      deterministic=True, repeat=2)
+                                      deterministic=True, repeat=2, frame_size=(64, 90))
     for (x, _), (expected, _) in zip(with_kernel, without):
         np.testing.assert_allclose(x["rgb"], expected["rgb"], atol=1e-5, rtol=0)
         np.testing.assert_allclose(x["flow"], expected["flow"], atol=1e-5, rtol=0)
@@ -75,6 +80,8 @@ def test_two_stream_flow_from_the_kernel_matches(ramps, monkeypatch):
     dict(rgb_normalization="torch", image_size=40, num_segments=3),
     dict(rgb_normalization="caffe", image_size=96, scales=(1.0, 0.5), max_distort=2),
     dict(rgb_normalization="none", image_size=64),
+    dict(rgb_normalization="none", image_size=48, frame_size=(72, 96)),
+    dict(rgb_normalization="caffe", image_size=40, frame_size=(50, 66), dct_method="INTEGER_FAST"),
 ])
 def test_rgb_kernel_matches_tensorflow_ops(ramps, monkeypatch, options):
     with_kernel, without = build_both(pipelines.spatial_dataset, monkeypatch, index=ramps, training=True,
@@ -108,7 +115,7 @@ def test_kernel_mirrors_and_negates_x_at_pixel_level():
     op = native.flow_stacks_op()
     contents = flow_jpegs([x_plane, y_plane])
     window = tf.constant([[0, 0, 16, 32]])
-    kwargs = dict(image_size=32, low=0.0, high=255.0)
+    kwargs = dict(image_size=32, zero=0.0, scale=1.0)
     plain = op(contents, window, tf.constant([False]), tf.constant([True]), **kwargs)[0].numpy()
     mirrored = op(contents, window, tf.constant([True]), tf.constant([True]), **kwargs)[0].numpy()
     # The reference: TensorFlow's decoder (the kernel uses the same one, same DCT) and OpenCV's resize.
@@ -155,8 +162,8 @@ def test_kernel_names_the_plane_and_stack_of_a_bad_window():
     windows = tf.constant([[0, 0, 16, 32], [8, 20, 16, 32]])  # the second runs off the frame
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"flow plane 0 of stack 1: invalid JPEG data or crop "
                                                              r"window \(top 8, left 20, height 16, width 32\)"):
-        op(contents, windows, tf.constant([False, False]), tf.constant([True, True]), image_size=8, low=-1.0,
-           high=1.0)
+        op(contents, windows, tf.constant([False, False]), tf.constant([True, True]), image_size=8, zero=128.0,
+           scale=1.0 / 128)
 
 
 def test_disabled_by_the_environment(monkeypatch):
@@ -201,3 +208,30 @@ def test_cache_is_keyed_by_the_source(monkeypatch, tmp_path):
     changed.write_text(native.SOURCE.read_text() + "\n// changed\n")
     monkeypatch.setattr(native, "SOURCE", changed)
     assert native.library_path() != path  # an upgraded kernel is built anew, not the stale one loaded
+
+
+@requires_compiler
+@pytest.mark.parametrize("channels", [1, 3])
+def test_kernel_resizes_to_the_frame_size_as_opencv_then_crops(channels):
+    """A frame stored at 48×64 and a 40×50 window of it at frame size 61×83: the window of
+    cv2.resize(cv2.imdecode(jpeg), (83, 61)), pixel for pixel (crop resized 1:1, normalisation none)."""
+    rng = np.random.default_rng(channels)
+    image = cv2.GaussianBlur(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8), (5, 5), 2)
+    image = image[..., 0] if channels == 1 else image
+    jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+    flags = cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR
+    expected = cv2.resize(cv2.imdecode(np.frombuffer(jpeg, np.uint8), flags), (83, 61))[7:47, 21:71]
+    window = tf.constant([[7, 21, 40, 50]])
+    decode = dict(frame_height=61, frame_width=83, accurate_dct=True)
+    if channels == 1:
+        got = native.flow_stacks_op()(tf.constant([[jpeg, jpeg]]), window, tf.constant([False]), tf.constant([True]),
+                                      image_size=40, zero=0.0, scale=1.0, **decode)[0, ..., 0].numpy()
+        got = native.flow_stacks_op()(tf.constant([[jpeg, jpeg]]), tf.constant([[7, 21, 40, 40]]),
+                                      tf.constant([False]), tf.constant([True]), image_size=40, zero=0.0, scale=1.0,
+                                      **decode)[0, ..., 0].numpy()
+        np.testing.assert_array_equal(got, expected[:, :40])
+    else:
+        got = native.rgb_views_op()(tf.constant([jpeg]), tf.constant([[7, 21, 40, 40]]), tf.constant([False]),
+                                    tf.constant([True]), image_size=40, scale=[1.0] * 3, shift=[0.0] * 3,
+                                    **decode)[0].numpy()
+        np.testing.assert_array_equal(got, expected[:, :40, ::-1])  # imdecode gives BGR

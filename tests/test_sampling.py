@@ -78,3 +78,32 @@ def test_seeds_are_reproducible_and_distinct():
     assert not np.array_equal(a, sampling.sample_seed(5, 11, keys[1]).numpy())
     crop, flip = sampling.sub_seed(a, sampling.CROP).numpy(), sampling.sub_seed(a, sampling.FLIP).numpy()
     assert not np.array_equal(crop, flip)
+
+
+def eval_net_starts(num_items, length, num_snippets):
+    """NumPy reference: TSN eval_net.py's 1-based ticks, minus one."""
+    step = (num_items - length) // (num_snippets - 1)
+    ticks = list(range(1, min(2 + step * (num_snippets - 1), num_items + 1), step)) if step > 0 else [1] * num_snippets
+    return [tick - 1 for tick in ticks]
+
+
+@pytest.mark.parametrize("num_items, length", [(100, 5), (164, 1), (29, 5), (30, 5), (24, 1), (26, 1), (6, 10), (3, 5)])
+def test_tsn_test_starts_match_eval_net(num_items, length):
+    starts = sampling.test_starts(num_items, 25, length=length, rule="tsn").numpy()
+    assert starts.tolist() == eval_net_starts(num_items, length, 25)
+
+
+def test_tsn_rule_known_values_and_clamped_stacks():
+    # 100 pairs, L = 5: step (100 - 5) // 24 = 3, starts 0, 3, ..., 72 (eval_net's ticks 1, 4, ..., 73).
+    assert sampling.test_starts(100, 25, length=5, rule="tsn").numpy().tolist() == list(range(0, 73, 3))
+    # 7 pairs, L = 10: every start 0, the stack clamped at the last pair as eval_net's min(frame_cnt, ...).
+    starts = sampling.test_starts(7, 25, length=10, rule="tsn")
+    assert starts.numpy().tolist() == [0] * 25
+    indices = sampling.stack_indices(starts[:1], 10, 7, overflow=sampling.test_overflow("tsn")).numpy()
+    assert indices.tolist() == [[0, 1, 2, 3, 4, 5, 6, 6, 6, 6]]
+    assert sampling.test_overflow("centered") == "loop"
+    assert sampling.test_starts(50, 1, length=5, rule="tsn").numpy().tolist() == [0]
+    with pytest.raises(ValueError, match="test_sampling must be one of"):
+        sampling.test_starts(50, 25, rule="uniform")
+    with pytest.raises(ValueError, match="overflow"):
+        sampling.stack_indices(starts, 10, 7, overflow="wrap")

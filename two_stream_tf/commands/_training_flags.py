@@ -133,6 +133,15 @@ def define_protocol_flags(fv):
                          flag_values=fv)
     flags.DEFINE_enum("test_crops", "10", ("1", "3", "10"), "Crops per snippet: 1 centre, 3 along the long "
                       "side, 10 = 4 corners + centre and their mirrors.", flag_values=fv)
+    flags.DEFINE_enum("test_sampling", "centered", ("centered", "tsn"), "Test snippet starts: centered = "
+                      "floor(tick/2 + j*tick), stacks looping back (tsn-pytorch, mmaction2); tsn = TSN's Caffe "
+                      "eval_net.py, j*((N-L)//(n-1)), stacks clamped at the last pair.", flag_values=fv)
+    flags.DEFINE_enum("score_aggregation", "softmax_mean", ("softmax_mean", "logit_mean"), "How a video's view "
+                      "scores are combined: the mean of the softmax outputs (tsn-pytorch, mmaction2), or the softmax "
+                      "of the mean logits (TSN's Caffe eval_net).", flag_values=fv)
+    flags.DEFINE_string("test_frame_size", "", "evaluate: resize frames stored at another size to WIDTHxHEIGHT "
+                        "before cropping, exactly as OpenCV (TSN: 340x256); empty: crop frames as stored.",
+                        flag_values=fv)
     flags.DEFINE_string("checkpoint", None, "evaluate: model to test (.keras file or model_dir; default "
                         "--model_dir's best checkpoint).", flag_values=fv)
     flags.DEFINE_enum("subset", "test", ("test", "train"), "evaluate: which list of the split.", flag_values=fv)
@@ -141,6 +150,21 @@ def define_protocol_flags(fv):
     flags.DEFINE_integer("max_videos", 0, "evaluate: score only the first N videos (0: all).", lower_bound=0,
                          flag_values=fv)
     flags.DEFINE_integer("eval_batch_size", 1, "evaluate: videos per step.", lower_bound=1, flag_values=fv)
+
+
+def frame_size(value, flag="test_frame_size"):
+    """`"340x256"` (width x height, as OpenCV and TSN write it) → `(256, 340)` (height, width); "" → None.
+
+    Raises:
+      UserError: not two positive integers separated by "x".
+    """
+    text = (value or "").strip().lower()
+    if not text:
+        return None
+    parts = text.split("x")
+    if len(parts) != 2 or not all(part.strip().isdigit() and int(part) > 0 for part in parts):
+        raise UserError(f"--{flag}: expected WIDTHxHEIGHT such as 340x256, got {value!r}")
+    return int(parts[1]), int(parts[0])
 
 
 def define_all(fv):

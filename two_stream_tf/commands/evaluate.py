@@ -8,6 +8,11 @@ given on the command line come from the run's `train_config.json`. Writes to `--
 `<model_dir>/evaluation_split<N>_<subset>`): `scores.npz` (per-video softmax averages, plain arrays),
 `metrics.json` (top-1, top-5, mean class accuracy, confusion matrix), `per_class_accuracy.json`,
 `confusion_matrix.png` and `flags.cfg`.
+
+TSN's Caffe test protocol value for value (docs/conventions.md): `--test_sampling=tsn
+--score_aggregation=logit_mean --test_frame_size=340x256` (JPEGs are always decoded with the accurate
+IDCT, as OpenCV does). The defaults (`centered`, `softmax_mean`, frames as stored) are tsn-pytorch's and
+mmaction2's.
 """
 
 from absl import flags
@@ -40,6 +45,7 @@ def main(argv, prog="two-stream evaluate"):
         return 0
     from two_stream_tf.training import checkpoints, fit
 
+    test_frame_size = common.frame_size(fv.test_frame_size)
     location = fv.checkpoint or fv.model_dir
     if not location:
         raise UserError("--checkpoint (or --model_dir) is required: the model to evaluate")
@@ -87,14 +93,24 @@ def main(argv, prog="two-stream evaluate"):
     crops = int(fv.test_crops)
     output_dir = fv.output_dir or storage.join(run_dir, f"evaluation_split{config.split}_{fv.subset}")
     print(f"{prog}: {model_file} on {len(index)} {fv.subset} videos of split {config.split}, "
-          f"{fv.test_snippets} snippets x {crops} crops", flush=True)
-    scores = protocol.evaluate(model, index, values["stream"], image_size=image_size,
-                               num_snippets=fv.test_snippets, crops=crops, batch_size=fv.eval_batch_size,
-                               stack_length=values["stack_length"], rgb_normalization=rgb_normalization)
+          f"{fv.test_snippets} snippets x {crops} crops ({fv.test_sampling} sampling, {fv.score_aggregation})",
+          flush=True)
+    try:
+        scores = protocol.evaluate(model, index, values["stream"], image_size=image_size,
+                                   num_snippets=fv.test_snippets, crops=crops, batch_size=fv.eval_batch_size,
+                                   stack_length=values["stack_length"], rgb_normalization=rgb_normalization,
+                                   test_sampling=fv.test_sampling, frame_size=test_frame_size,
+                                   aggregation=fv.score_aggregation)
+    except ValueError as error:
+        if "does not end in a softmax" not in str(error):
+            raise
+        raise UserError(f"--score_aggregation=logit_mean: {error}") from None
     result = report.write_report(
         output_dir, scores, title=f"{values['stream']} split {config.split}",
         protocol={"model": model_file, "snippets": fv.test_snippets, "crops": crops, "subset": fv.subset,
-                  "split": config.split, "stream": values["stream"]})
+                  "split": config.split, "stream": values["stream"], "test_sampling": fv.test_sampling,
+                  "score_aggregation": fv.score_aggregation,
+                  "frame_size": None if test_frame_size is None else list(test_frame_size)})
     from two_stream_tf.training import atomic
     atomic.write_text(storage.join(output_dir, "flags.cfg"), fv.flags_into_string())
     print(f"{prog}: {result.summary()}")

@@ -15,12 +15,20 @@ of the short side at the start, centre and end of the long side (left/centre/rig
 resized; 10 crops = the 4 corners and the centre, `c × c`, then the same 5 mirrored.
 
 Flip of flow (DESIGN.md): mirror the stack AND negate x, `x -> 255 - x` on the quantised values (a
-bitwise NOT of the uint8), y unchanged. Channels of a flow stack are `[x1, y1, x2, y2, …]`.
+bitwise NOT of the uint8), y unchanged, as TSN's `flow_stack_oversample` does. Channels of a flow stack are
+`[x1, y1, x2, y2, …]`.
 
 Normalisation: RGB "tf" -> [-1, 1]; "torch" -> ImageNet mean/std; "caffe" -> BGR minus the ImageNet
 mean; "none" -> float 0..255; or a callable applied to float RGB 0..255. Flow "symmetric" ->
-`q / 127.5 - 1` in [-1, 1]; "none" -> float 0..255. Resizing is bilinear (half-pixel centres) and
-commutes with these per-channel affine maps, so they are applied wherever it is cheapest.
+`(q - 128) / 128` in [-1, 127/128]; "caffe" -> `q - 128` (TSN's Caffe input); "none" -> float 0..255.
+Both centred ones map q = 128, the level of zero motion in dense_flow's quantisation, to exactly 0 (a
+mirrored x plane of zero motion is `255 - 128 = 127`, one level below, as in TSN). Resizing is bilinear
+(half-pixel centres) and commutes with these per-channel affine maps, so they are applied wherever it
+is cheapest.
+
+Frames stored at another size than the protocol's (`frame_resize`, 340×256) are first resized to it,
+exactly as OpenCV does, when the pipelines are given a `frame_size`; crop windows are then those of the
+resized frame.
 """
 import tensorflow as tf
 
@@ -31,7 +39,9 @@ MORE_FIXED_PLACES = FIXED_PLACES + ((0, 2), (4, 2), (2, 0), (2, 4), (1, 1), (1, 
 TEST_CROPS = (1, 3, 10)
 
 RGB_NORMALIZATIONS = ("tf", "torch", "caffe", "none")
-FLOW_NORMALIZATIONS = ("symmetric", "none")
+FLOW_NORMALIZATIONS = ("symmetric", "caffe", "none")
+# (zero level, scale) of each flow normalisation: value = (q - zero) * scale.
+_FLOW_AFFINE = {"symmetric": (128.0, 1.0 / 128.0), "caffe": (128.0, 1.0), "none": (0.0, 1.0)}
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -192,17 +202,23 @@ def rgb_affine(normalization):
     return (1.0,) * 3, (0.0,) * 3, False
 
 
-def flow_range(normalization):
-    """The float values of quantised flow 0 and 255 under a normalisation: `(low, high)`."""
-    return (-1.0, 1.0) if normalization == "symmetric" else (0.0, 255.0)
+def flow_affine(normalization):
+    """A flow normalisation as `(zero, scale)`: quantised q becomes `(q - zero) * scale`."""
+    check_flow_normalization(normalization)
+    return _FLOW_AFFINE[normalization]
 
 
 def normalize_flow(stacks, normalization="symmetric"):
-    """Normalises float quantised flow 0..255: "symmetric" -> `q / 127.5 - 1`; "none" -> unchanged."""
-    check_flow_normalization(normalization)
-    if normalization == "symmetric":
-        return stacks / 127.5 - 1.0
-    return stacks
+    """Normalises float quantised flow 0..255: "symmetric" -> `(q - 128) / 128`; "caffe" -> `q - 128`;
+    "none" -> unchanged."""
+    zero, scale = flow_affine(normalization)
+    return (stacks - zero) * scale
+
+
+def denormalize_flow(values, normalization="symmetric"):
+    """The quantised levels (float) of normalised flow: the inverse of `normalize_flow`."""
+    zero, scale = flow_affine(normalization)
+    return values / scale + zero
 
 
 # --- Views ----------------------------------------------------------------------------------------------------
@@ -229,27 +245,26 @@ def flow_view(planes, flip, image_size, normalization="symmetric"):
       planes: uint8 `(..., 2L, h, w)`, the crop window of each plane, `[x1, y1, …]` order.
       flip: bool scalar (tensor or Python), mirror the view (and negate x).
       image_size: output side.
-      normalization: "symmetric" or "none".
+      normalization: "symmetric", "caffe" or "none" (`FLOW_NORMALIZATIONS`).
 
     Returns:
       float32 `(..., image_size, image_size, 2L)`.
     """
-    check_flow_normalization(normalization)
+    zero, scale = flow_affine(normalization)
     planes = tf.convert_to_tensor(planes, tf.uint8)
     shape = tf.shape(planes)
     flat = tf.reshape(planes, tf.concat([[-1], shape[-3:]], 0))
-    low, high = flow_range(normalization)
-    channels_last = _flow_channels_last(flat, tf.convert_to_tensor(flip, tf.bool), tf.constant(low, tf.float32),
-                                        tf.constant(high, tf.float32))
+    channels_last = _flow_channels_last(flat, tf.convert_to_tensor(flip, tf.bool), tf.constant(zero, tf.float32),
+                                        tf.constant(scale, tf.float32))
     views = tf.reshape(resize(channels_last, image_size),
                        tf.concat([shape[:-3], [image_size, image_size, shape[-3]]], 0))
     return tf.ensure_shape(views, planes.shape[:-3].concatenate([image_size, image_size, planes.shape[-3]]))
 
 
 @tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
-def _flow_channels_last(planes, flip, low, high):
+def _flow_channels_last(planes, flip, zero, scale):
     """uint8 planes `(N, 2L, h, w)` -> float32 `(N, h, w, 2L)`, mirrored with x negated if `flip`, each
-    value q mapped to `low + q (high - low) / 255`.
+    value q mapped to `(q - zero) * scale`.
 
     XLA fuses the mirror, the x negation, the interleave to channels last and the float conversion into one
     pass that reads the uint8 planes once and writes the float crop once. As separate TensorFlow ops they
@@ -260,8 +275,8 @@ def _flow_channels_last(planes, flip, low, high):
     mirrored = tf.bitwise.bitwise_xor(tf.reverse(planes, [3]), _x_mask(tf.shape(planes)[1]))
     quantised = tf.where(flip, mirrored, planes)
     values = tf.transpose(tf.cast(quantised, tf.float32), [0, 2, 3, 1])
-    # (q - 127.5) / d + centre rather than low + q * step: the end points 0 and 255 land exactly on low and high.
-    return (values - 127.5) / (127.5 / ((high - low) / 2.0)) + (low + high) / 2.0
+    # Exact for the named normalisations: q - zero is an integer and the scales are powers of two.
+    return (values - zero) * scale
 
 
 def _x_mask(num_planes):

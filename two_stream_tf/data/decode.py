@@ -102,22 +102,37 @@ def read_files(paths):
     return tf.stack([tf.io.read_file(paths[i]) for i in range(count)])
 
 
-def decode_frames(data, channels, window=None):
+# libjpeg's inverse DCTs, by tf.io.decode_jpeg's names: "INTEGER_ACCURATE" (JDCT_ISLOW, what OpenCV's
+# imread and so TSN's tools use: the same pixels as cv2.imread) and "INTEGER_FAST" (JDCT_IFAST,
+# TensorFlow's default, up to ~17 levels off on RGB and ~10 on flow planes).
+DCT_METHODS = ("INTEGER_ACCURATE", "INTEGER_FAST")
+DEFAULT_DCT_METHOD = "INTEGER_ACCURATE"
+
+
+def check_dct_method(dct_method):
+    """Raises ValueError unless `dct_method` is one of `DCT_METHODS`."""
+    if dct_method not in DCT_METHODS:
+        raise ValueError(f"dct_method must be one of {DCT_METHODS}, got {dct_method!r}")
+
+
+def decode_frames(data, channels, window=None, dct_method=DEFAULT_DCT_METHOD):
     """Decodes JPEGs of one size (frames of one video), whole or only a window.
 
     Args:
       data: string `(k,)` with k static.
       channels: 1 (flow planes) or 3 (RGB).
       window: None, or int32 `(4,)` top, left, height, width to decode.
+      dct_method: one of `DCT_METHODS`.
 
     Returns:
       uint8 `(k, h, w)` for channels=1, `(k, h, w, 3)` for channels=3.
     """
     count = data.shape[0]
     if window is None:
-        frames = [tf.io.decode_jpeg(data[i], channels=channels) for i in range(count)]
+        frames = [tf.io.decode_jpeg(data[i], channels=channels, dct_method=dct_method) for i in range(count)]
     else:
-        frames = [tf.io.decode_and_crop_jpeg(data[i], window, channels=channels) for i in range(count)]
+        frames = [tf.io.decode_and_crop_jpeg(data[i], window, channels=channels, dct_method=dct_method)
+                  for i in range(count)]
     stacked = tf.stack(frames)
     return stacked[..., 0] if channels == 1 else stacked
 

@@ -16,7 +16,13 @@ C = 3 (RGB) or 2L (flow, `[x1, y1, x2, y2, …]`); label int32 `(B,)`. For the t
 `{"rgb": …, "flow": …}`; both come from the same snippet of the same video, cropped and flipped alike.
 Test elements (training=False) are one per video, in index order: `(views, label)`, views
 `(B, V, H, W, C)` with `V = num_snippets × crops`, snippet-major (view `j * crops + c` is crop c of
-snippet j); average the softmax over axis 1. Sampling and crops follow `sampling` and `augment`.
+snippet j); average the softmax (or, as TSN, the logits) over axis 1. Sampling and crops follow `sampling`
+and `augment`; `test_sampling` picks the rule of the test snippets ("centered" or TSN's "tsn").
+
+The TSN protocol, value for value (docs/conventions.md): JPEGs are decoded with libjpeg's accurate
+IDCT (`dct_method="INTEGER_ACCURATE"`, as OpenCV), frames stored at another size than `frame_size`
+(TSN: `(256, 340)`) are resized to it exactly as `cv2.resize` does before any crop (training and
+test), and `test_sampling="tsn"` takes eval_net's snippets.
 
 Randomness is stateless, keyed by (seed, epoch, video): each pass over a single-pass dataset (an epoch of
 `model.fit`) draws a new epoch key from `tf.data.Dataset.random(seed)`, and a repeated dataset derives
@@ -39,8 +45,9 @@ import random
 
 import tensorflow as tf
 
-from two_stream_tf.data import augment, native, sampling, sources
-from two_stream_tf.data.decode import DecodeStats, decode_frames, frame_shape, guarded, keep_or_report
+from two_stream_tf.data import augment, frame_resize, native, sampling, sources
+from two_stream_tf.data.decode import (DEFAULT_DCT_METHOD, DecodeStats, check_dct_method, decode_frames, frame_shape,
+                                       guarded, keep_or_report)
 
 _CHANNELS = {"rgb": 3}
 
@@ -63,6 +70,14 @@ class _Spec:
     more_fixed_crops: bool
     native_flow: object  # the compiled flow-stack op when training flow stacks are made by it, else None
     native_rgb: object  # the compiled RGB-view op when training RGB views are made by it, else None
+    test_sampling: str = "centered"
+    frame_size: tuple = None  # (height, width) frames are resized to before cropping, or None
+    dct_method: str = DEFAULT_DCT_METHOD
+
+    def native_decode_attrs(self):
+        """The compiled kernels' decode attributes for this spec."""
+        height, width = self.frame_size or (0, 0)
+        return dict(frame_height=height, frame_width=width, accurate_dct=self.dct_method == "INTEGER_ACCURATE")
 
     def channels(self, stream):
         return 3 if stream == "rgb" else 2 * self.stack_length
@@ -79,7 +94,8 @@ class _Spec:
 def spatial_dataset(index, *, training, batch_size, image_size=224, num_segments=None, crops=1, num_snippets=25,
                     rgb_normalization="tf", seed=None, deterministic=False, strict=False, input_context=None,
                     repeat=None, shuffle_buffer=None, scales=augment.SCALES, max_distort=1, more_fixed_crops=False,
-                    stats=None, start_batch=0):
+                    stats=None, start_batch=0, test_sampling="centered", frame_size=None,
+                    dct_method=DEFAULT_DCT_METHOD):
     """The RGB (spatial stream) dataset of an index.
 
     Args:
@@ -105,25 +121,34 @@ def spatial_dataset(index, *, training, batch_size, image_size=224, num_segments
       stats: a `DecodeStats` to count skipped samples in (one is made if None); also `dataset.decode_stats`.
       start_batch: training: begin this many batches into the sample sequence (a resumed run continues the
         sequence of an uninterrupted one; the skipped samples are not decoded).
+      test_sampling: the test snippets' rule, "centered" (tsn-pytorch, mmaction2) or "tsn" (TSN's Caffe
+        eval_net: its starts, stacks clamped at the last pair); see `sampling.test_starts`.
+      frame_size: None (crop frames as stored) or `(height, width)`: frames stored at another size are
+        first resized to it as `cv2.resize` does (TSN: `frame_resize.PROTOCOL_FRAME_SIZE`, 256×340); crop
+        windows are then taken on the resized frame, in training and testing.
+      dct_method: JPEG inverse DCT, "INTEGER_ACCURATE" (OpenCV's, and so TSN's pixels) or "INTEGER_FAST".
 
     Returns:
       A `tf.data.Dataset` of `(x, label)`; see the module docstring for shapes.
     """
     augment.check_rgb_normalization(rgb_normalization)
     spec = _spec(("rgb",), training, image_size, num_segments, crops, num_snippets, 1, rgb_normalization,
-                 "symmetric", seed, deterministic, strict, scales, max_distort, more_fixed_crops)
+                 "symmetric", seed, deterministic, strict, scales, max_distort, more_fixed_crops, test_sampling,
+                 frame_size, dct_method)
     return _dataset(index, spec, batch_size, deterministic, input_context, repeat, shuffle_buffer, stats, start_batch)
 
 
 def temporal_dataset(index, *, training, batch_size, stack_length=10, flow_normalization="symmetric", image_size=224,
                      num_segments=None, crops=1, num_snippets=25, seed=None, deterministic=False, strict=False,
                      input_context=None, repeat=None, shuffle_buffer=None, scales=augment.SCALES, max_distort=1,
-                     more_fixed_crops=False, stats=None, start_batch=0):
+                     more_fixed_crops=False, stats=None, start_batch=0, test_sampling="centered", frame_size=None,
+                     dct_method=DEFAULT_DCT_METHOD):
     """The optical-flow (temporal stream) dataset of an index: stacks of `stack_length` x/y pairs.
 
     Args:
       stack_length: L, flow pairs per stack; x has 2L channels `[x1, y1, x2, y2, …]`.
-      flow_normalization: "symmetric" (`q / 127.5 - 1`, in [-1, 1]) or "none" (float 0..255).
+      flow_normalization: "symmetric" (`(q - 128) / 128`, in [-1, 127/128], zero motion at 0), "caffe"
+        (`q - 128`, TSN's Caffe input) or "none" (float 0..255).
       Others: as in `spatial_dataset`. Mirrored samples and mirrored test crops have x negated
       (`255 - q` before normalisation).
 
@@ -132,7 +157,8 @@ def temporal_dataset(index, *, training, batch_size, stack_length=10, flow_norma
     """
     augment.check_flow_normalization(flow_normalization)
     spec = _spec(("flow",), training, image_size, num_segments, crops, num_snippets, stack_length, "tf",
-                 flow_normalization, seed, deterministic, strict, scales, max_distort, more_fixed_crops)
+                 flow_normalization, seed, deterministic, strict, scales, max_distort, more_fixed_crops,
+                 test_sampling, frame_size, dct_method)
     return _dataset(index, spec, batch_size, deterministic, input_context, repeat, shuffle_buffer, stats, start_batch)
 
 
@@ -140,7 +166,8 @@ def two_stream_dataset(index, *, training, batch_size, stack_length=10, rgb_norm
                        flow_normalization="symmetric", image_size=224, num_segments=None, crops=1, num_snippets=25,
                        seed=None, deterministic=False, strict=False, input_context=None, repeat=None,
                        shuffle_buffer=None, scales=augment.SCALES, max_distort=1, more_fixed_crops=False,
-                       stats=None, start_batch=0):
+                       stats=None, start_batch=0, test_sampling="centered", frame_size=None,
+                    dct_method=DEFAULT_DCT_METHOD):
     """RGB and flow of the same snippets: x is `{"rgb": (B, [S,] H, W, 3), "flow": (B, [S,] H, W, 2L)}`.
 
     A snippet starting at flow pair s pairs RGB frame s with pairs s..s+L-1; both get the same crop window
@@ -151,12 +178,16 @@ def two_stream_dataset(index, *, training, batch_size, stack_length=10, rgb_norm
     augment.check_flow_normalization(flow_normalization)
     spec = _spec(("rgb", "flow"), training, image_size, num_segments, crops, num_snippets, stack_length,
                  rgb_normalization, flow_normalization, seed, deterministic, strict, scales, max_distort,
-                 more_fixed_crops)
+                 more_fixed_crops, test_sampling, frame_size, dct_method)
     return _dataset(index, spec, batch_size, deterministic, input_context, repeat, shuffle_buffer, stats, start_batch)
 
 
 def _spec(streams, training, image_size, num_segments, crops, num_snippets, stack_length, rgb_normalization,
-          flow_normalization, seed, deterministic, strict, scales, max_distort, more_fixed_crops):
+          flow_normalization, seed, deterministic, strict, scales, max_distort, more_fixed_crops, test_sampling,
+          frame_size, dct_method):
+    sampling.check_test_sampling(test_sampling)
+    check_dct_method(dct_method)
+    frame_size = frame_resize.check_frame_size(frame_size)
     if num_segments is not None and int(num_segments) < 1:
         raise ValueError(f"num_segments must be None or at least 1, got {num_segments}")
     if not training and crops not in augment.TEST_CROPS:
@@ -175,7 +206,7 @@ def _spec(streams, training, image_size, num_segments, crops, num_snippets, stac
                  rgb_normalization=rgb_normalization, flow_normalization=flow_normalization, seed=int(seed),
                  strict=bool(strict), scales=tuple(float(s) for s in scales), max_distort=int(max_distort),
                  more_fixed_crops=bool(more_fixed_crops), native_flow=native_flow,
-                 native_rgb=native_rgb)
+                 native_rgb=native_rgb, test_sampling=test_sampling, frame_size=frame_size, dct_method=dct_method)
 
 
 def _plain(function):
@@ -286,13 +317,15 @@ def _native_batch(spec, x, label, names, complete):
         windows = tf.repeat(pending["window"], segments, axis=0)
         flips = tf.repeat(pending["flip"], segments)
         if stream == "flow":
-            low, high = augment.flow_range(spec.flow_normalization)
+            zero, scale = augment.flow_affine(spec.flow_normalization)
             made = spec.native_flow(tf.reshape(pending["contents"], [-1, spec.channels(stream)]), windows, flips,
-                                    keep, image_size=spec.image_size, low=low, high=high)
+                                    keep, image_size=spec.image_size, zero=zero, scale=scale,
+                                    **spec.native_decode_attrs())
         else:
             scale, shift, bgr = augment.rgb_affine(spec.rgb_normalization)
             made = spec.native_rgb(tf.reshape(pending["contents"], [-1]), windows, flips, keep,
-                                   image_size=spec.image_size, scale=scale, shift=shift, bgr=bgr)
+                                   image_size=spec.image_size, scale=scale, shift=shift, bgr=bgr,
+                                   **spec.native_decode_attrs())
         view = [spec.image_size, spec.image_size, spec.channels(stream)]
         views[stream] = tf.reshape(made, [-1, *view] if spec.num_segments is None else [-1, segments, *view])
     return views, label, names, complete
@@ -309,7 +342,7 @@ def _train_sample(spec, source, video):
     data, names = _locate_and_load(spec, source, video, starts)
 
     def window(stream, first):
-        return augment.multiscale_crop_window(frame_shape(first), crop_seed, scales=spec.scales,
+        return augment.multiscale_crop_window(_frame_shape(spec, first), crop_seed, scales=spec.scales,
                                               max_distort=spec.max_distort, more_fixed_crops=spec.more_fixed_crops)
 
     def build():
@@ -320,7 +353,7 @@ def _train_sample(spec, source, video):
             if _native(spec, stream):  # decoded per batch by `_native_batch`
                 views[stream] = crop
             else:
-                views[stream] = _stream_views(spec, stream, decode_frames(flat, _channels(stream), crop), flip)
+                views[stream] = _stream_views(spec, stream, _decode_window(spec, flat, stream, crop), flip)
         return views
 
     def placeholder():
@@ -336,6 +369,29 @@ def _train_sample(spec, source, video):
         elif spec.num_segments is None:
             sample[stream] = sample[stream][0]
     return sample, video["label"], _concat(names, spec), complete
+
+
+def _frame_shape(spec, first):
+    """Height and width of the frames crop windows are taken on: the protocol size, else as stored."""
+    return tf.constant(spec.frame_size, tf.int32) if spec.frame_size else frame_shape(first)
+
+
+def _decode_window(spec, data, stream, window):
+    """Decodes `window` of each JPEG in `data` (one video's frames of one size), on the frames resized
+    to `spec.frame_size` when they are stored at another size."""
+    channels = _channels(stream)
+    decode = lambda: decode_frames(data, channels, window, spec.dct_method)  # noqa: E731
+    if spec.frame_size is None:
+        return decode()
+    stored = frame_shape(data[0])
+    same = tf.reduce_all(tf.equal(stored, tf.constant(spec.frame_size, tf.int32)))
+
+    def resized():
+        frames = frame_resize.cv_resize(decode_frames(data, channels, None, spec.dct_method), spec.frame_size,
+                                        channels_last=channels == 3)
+        return augment.crop_images(frames, window) if channels == 3 else augment.crop_planes(frames, window)
+
+    return tf.cond(same, decode, resized)
 
 
 def _native(spec, stream):
@@ -370,10 +426,11 @@ def _locate_and_load(spec, source, video, starts):
     return data, names
 
 
-def _locate(spec, source, video, stream, starts):
+def _locate(spec, source, video, stream, starts, overflow="loop"):
     if stream == "rgb":
         return source.locate(video, "rgb", sampling.rgb_indices(starts, video["num_frames"]))
-    return source.locate(video, "flow", sampling.stack_indices(starts, spec.stack_length, video["num_flow"]))
+    return source.locate(video, "flow", sampling.stack_indices(starts, spec.stack_length, video["num_flow"],
+                                                               overflow=overflow))
 
 
 def _concat(per_stream, spec):
@@ -384,11 +441,12 @@ def _concat(per_stream, spec):
 
 def _test_snippets(spec, source, video):
     """One video -> its `num_snippets` snippets' locators and names (unbatched next)."""
-    starts = sampling.test_starts(spec.items(video), spec.num_snippets, length=spec.length)
+    starts = sampling.test_starts(spec.items(video), spec.num_snippets, length=spec.length, rule=spec.test_sampling)
     snippets = {"label": tf.fill([spec.num_snippets], video["label"])}
     for stream in spec.streams:
         stream_starts = starts[:, None] if stream == "rgb" else starts
-        locators, names = _locate(spec, source, video, stream, stream_starts)
+        locators, names = _locate(spec, source, video, stream, stream_starts,
+                                  overflow=sampling.test_overflow(spec.test_sampling))
         snippets[f"{stream}_locators"] = tf.reshape(locators, [spec.num_snippets, -1])
         snippets[f"{stream}_names"] = tf.reshape(names, [spec.num_snippets, -1])
     return snippets
@@ -404,9 +462,9 @@ def _test_views(spec, source, snippet):
     def build():
         views = {}
         for stream in spec.streams:
-            windows, _ = augment.test_crop_windows(frame_shape(data[stream][0]), spec.image_size, spec.crops)
+            windows, _ = augment.test_crop_windows(_frame_shape(spec, data[stream][0]), spec.image_size, spec.crops)
             box = augment.bounding_window(windows)
-            frames = decode_frames(data[stream], _channels(stream), box)
+            frames = _decode_window(spec, data[stream], stream, box)
             crops = []
             for c in range(spec.crops):
                 if stream == "rgb":

@@ -1,10 +1,19 @@
-"""The published test protocol: every video scored on 25 snippets × 10 crops (or 1 or 3), softmax averaged.
+"""The published test protocol: every video scored on 25 snippets × 10 crops (or 1 or 3), views aggregated.
 
 TSN's tools/eval_net.py takes 25 evenly spaced snippets per test video, 10 crops of each (4 corners and
 the centre, and their mirrors; flow x negated on mirrored crops) and averages the class scores over all
 views. The input pipelines' test mode yields exactly these views, `(B, V, H, W, C)` per video; here each
-view is scored by the single-frame model (a TSN segment model is unfolded into its per-frame model) and
-the softmax scores are averaged per video.
+view is scored by the single-frame model (a TSN segment model is unfolded into its per-frame model), and
+the views of a video are aggregated by one of `AGGREGATIONS`:
+
+- "softmax_mean" (the default; tsn-pytorch and mmaction2 average the softmax): the mean of the views'
+  softmax outputs;
+- "logit_mean": TSN's Caffe eval_net, which averages the raw scores of its `fc-action` layer (the logits)
+  over crops and snippets and takes the softmax of that mean.
+
+The stream models end in a softmax layer named "predictions"; the logits are read from its input
+(`logits_model`), so every video also gets its mean logits and its per-class view votes (how many views
+have the class as top-1) in the `VideoScores` (`logits`, `votes`).
 
 Recurrent fusion models read a sequence of S snippets; they are scored on S evenly spaced snippets per
 sequence: the test snippets are dealt into interleaved sequences (snippet j goes to sequence j mod m, so
@@ -19,6 +28,7 @@ from tqdm import tqdm
 from two_stream_tf.evaluation.scores import VideoScores
 
 CROPS = (1, 3, 10)
+AGGREGATIONS = ("softmax_mean", "logit_mean")
 
 
 def video_id(entry):
@@ -41,6 +51,59 @@ def per_view_model(model):
     if isinstance(model.input, dict):
         return model
     return frame_model(model) if num_segments_of(model) is not None else model
+
+
+def logits_model(model):
+    """The model that gives `model`'s logits: `model` up to the input of its final softmax layer.
+
+    Raises:
+      ValueError: the model does not end in a softmax activation layer.
+    """
+    import keras
+
+    last = model.layers[-1]
+    activation = getattr(last, "activation", None)
+    is_softmax = isinstance(last, keras.layers.Softmax) or (
+        isinstance(last, keras.layers.Activation) and getattr(activation, "__name__", "") == "softmax")
+    if not is_softmax:
+        raise ValueError(f"model {model.name!r} does not end in a softmax layer (its last layer is "
+                         f"{last.name!r}); its logits cannot be read")
+    return keras.Model(model.inputs if isinstance(model.input, (list, tuple)) else model.input, last.input,
+                       name=f"{model.name}_logits")
+
+
+def softmax(logits, axis=-1):
+    """Softmax of float64 logits along `axis` (shifted by the maximum, so large logits do not overflow)."""
+    logits = np.asarray(logits, np.float64)
+    shifted = np.exp(logits - logits.max(axis=axis, keepdims=True))
+    return shifted / shifted.sum(axis=axis, keepdims=True)
+
+
+def aggregate_views(outputs, aggregation="softmax_mean", *, logits=True):
+    """Aggregates the class outputs of each video's views.
+
+    Args:
+      outputs: float `(N, V, K)`, per video the V views' logits (`logits=True`) or softmax outputs.
+      aggregation: "softmax_mean" (mean of the views' softmax) or "logit_mean" (softmax of the mean logits,
+        TSN's eval_net).
+      logits: whether `outputs` are logits ("logit_mean" needs them).
+
+    Returns:
+      `(scores (N, K) float64, mean logits (N, K) float64 or None, votes (N, K) int32)`; votes count the
+      views whose top-1 class is each class.
+    """
+    if aggregation not in AGGREGATIONS:
+        raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
+    outputs = np.asarray(outputs, np.float64)
+    num_classes = outputs.shape[-1]
+    votes = np.eye(num_classes, dtype=np.int32)[np.argmax(outputs, axis=-1)].sum(axis=1, dtype=np.int32)
+    if not logits:
+        if aggregation == "logit_mean":
+            raise ValueError("aggregation 'logit_mean' needs the model's logits")
+        return outputs.mean(axis=1), None, votes
+    mean_logits = outputs.mean(axis=1)
+    scores = softmax(mean_logits) if aggregation == "logit_mean" else softmax(outputs).mean(axis=1)
+    return scores, mean_logits, votes
 
 
 class _Scorer:
@@ -87,8 +150,9 @@ def to_units(views, crops, segments=None):
     return tf.reshape(x, tf.concat([[-1, segments], rest], 0))
 
 
-def score_videos(model, dataset, entries, classes, *, crops=10, views_per_step=50, progress=True):
-    """Scores every video of a test-mode dataset with the softmax average over its views.
+def score_videos(model, dataset, entries, classes, *, crops=10, views_per_step=50, progress=True,
+                 aggregation="softmax_mean"):
+    """Scores every video of a test-mode dataset by aggregating its views' class scores.
 
     Args:
       model: a stream model (single-frame or TSN segment model), or a two-stream model.
@@ -99,13 +163,27 @@ def score_videos(model, dataset, entries, classes, *, crops=10, views_per_step=5
       crops: crops per snippet (needed to regroup views for recurrent fusion models).
       views_per_step: views scored per model call (memory bound).
       progress: show a tqdm bar.
+      aggregation: "softmax_mean" or "logit_mean" (TSN's eval_net); see `aggregate_views`.
 
     Returns:
-      `VideoScores` with one row per video.
+      `VideoScores` with one row per video, with `logits` and `votes` when the model's logits can be
+      read (it ends in a softmax layer).
+
+    Raises:
+      ValueError: "logit_mean" for a model without a final softmax layer.
     """
-    scorer = _Scorer(per_view_model(model), views_per_step)
+    if aggregation not in AGGREGATIONS:
+        raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
+    view_model = per_view_model(model)
+    try:
+        view_model, has_logits = logits_model(view_model), True
+    except ValueError:
+        if aggregation == "logit_mean":
+            raise
+        has_logits = False
+    scorer = _Scorer(view_model, views_per_step)
     segments = sequence_length(model)
-    scores, labels = [], []
+    scores, mean_logits, votes, labels = [], [], [], []
     bar = tqdm(total=len(entries), unit="video", desc="evaluating", disable=not progress)
     for views, batch_labels in dataset:
         if isinstance(views, dict):
@@ -113,27 +191,36 @@ def score_videos(model, dataset, entries, classes, *, crops=10, views_per_step=5
         else:
             units = to_units(views, crops, segments)
         batch = int(batch_labels.shape[0])
-        probabilities = scorer(units)
-        scores.append(probabilities.reshape(batch, -1, probabilities.shape[-1]).mean(axis=1))
+        outputs = scorer(units)
+        video_scores, video_logits, video_votes = aggregate_views(
+            outputs.reshape(batch, -1, outputs.shape[-1]), aggregation, logits=has_logits)
+        scores.append(video_scores)
+        mean_logits.append(video_logits)
+        votes.append(video_votes)
         labels.append(np.asarray(batch_labels).reshape(-1))
         bar.update(batch)
     bar.close()
     scores = np.concatenate(scores) if scores else np.zeros((0, len(classes)))
+    mean_logits = (np.concatenate(mean_logits) if mean_logits else np.zeros((0, len(classes)))) if has_logits else None
+    votes = np.concatenate(votes) if votes else np.zeros((0, len(classes)), np.int32)
     labels = np.concatenate(labels) if labels else np.zeros((0,), np.int64)
     if len(labels) != len(entries):
         raise RuntimeError(f"the test dataset gave {len(labels)} videos for {len(entries)} index entries")
     expected = np.array([entry.label for entry in entries])
     if not np.array_equal(expected, labels):
         raise RuntimeError("the test dataset's labels are not in index order")
-    return VideoScores([video_id(e) for e in entries], labels, scores, classes)
+    return VideoScores([video_id(e) for e in entries], labels, scores, classes, logits=mean_logits,
+                       votes=votes if has_logits else None)
 
 
 def test_dataset(index, stream, *, image_size, num_snippets=25, crops=10, batch_size=1, stack_length=10,
-                 rgb_normalization="tf"):
-    """The pipelines' test-mode dataset of `index` for a stream ("spatial", "temporal" or "fusion")."""
+                 rgb_normalization="tf", test_sampling="centered", frame_size=None):
+    """The pipelines' test-mode dataset of `index` for a stream ("spatial", "temporal" or "fusion");
+    `test_sampling` and `frame_size` as in `two_stream_tf.data.pipelines`."""
     from two_stream_tf.data import pipelines
     common = dict(training=False, batch_size=batch_size, image_size=image_size, num_snippets=num_snippets,
-                  crops=crops, deterministic=True, repeat=False)
+                  crops=crops, deterministic=True, repeat=False, test_sampling=test_sampling,
+                  frame_size=frame_size)
     if stream == "spatial":
         return pipelines.spatial_dataset(index, rgb_normalization=rgb_normalization, **common)
     if stream == "temporal":
@@ -145,7 +232,8 @@ def test_dataset(index, stream, *, image_size, num_snippets=25, crops=10, batch_
 
 
 def evaluate(model, index, stream, *, image_size, num_snippets=25, crops=10, batch_size=1, stack_length=10,
-             rgb_normalization="tf", views_per_step=50, progress=True):
+             rgb_normalization="tf", views_per_step=50, progress=True, test_sampling="centered", frame_size=None,
+             aggregation="softmax_mean"):
     """Scores every video of `index` by the test protocol.
 
     Args:
@@ -160,13 +248,22 @@ def evaluate(model, index, stream, *, image_size, num_snippets=25, crops=10, bat
       rgb_normalization: the backbone's RGB normalisation.
       views_per_step: views per model call.
       progress: tqdm bar.
+      test_sampling: "centered" (tsn-pytorch, mmaction2) or "tsn" (TSN's Caffe eval_net) snippets.
+      frame_size: None, or `(height, width)` frames are resized to before cropping (TSN: (256, 340)).
+      aggregation: "softmax_mean" or "logit_mean" (TSN's eval_net).
 
     Returns:
-      `VideoScores` (softmax averaged over the views of each video).
+      `VideoScores` (views aggregated per video; with the mean logits and view votes).
+
+    TSN's Caffe protocol value for value: `test_sampling="tsn"`, `frame_size=(256, 340)`,
+    `aggregation="logit_mean"`, 25 snippets × 10 crops (docs/conventions.md).
     """
     if crops not in CROPS:
         raise ValueError(f"crops must be one of {CROPS}, got {crops}")
+    if aggregation not in AGGREGATIONS:
+        raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
     dataset = test_dataset(index, stream, image_size=image_size, num_snippets=num_snippets, crops=crops,
-                           batch_size=batch_size, stack_length=stack_length, rgb_normalization=rgb_normalization)
+                           batch_size=batch_size, stack_length=stack_length, rgb_normalization=rgb_normalization,
+                           test_sampling=test_sampling, frame_size=frame_size)
     return score_videos(model, dataset, index.entries, index.classes, crops=crops, views_per_step=views_per_step,
-                        progress=progress)
+                        progress=progress, aggregation=aggregation)

@@ -6,7 +6,8 @@ pairs for the temporal stream. Positions come from the input pipelines' sampling
 (`two_stream_tf.data.sampling`), crops and normalisation from their augmentation code
 (`two_stream_tf.data.augment`), so a model sees at prediction time exactly what it saw in testing: the
 centre crop (or TSN's 3 or 10 crops) of the prepared frame, RGB normalised as its backbone wants, flow
-`q / 127.5 - 1` with channels `[x1, y1, x2, y2, …]` and x negated on mirrored crops.
+`(q - 128) / 128` (zero motion is exactly 0) with channels `[x1, y1, x2, y2, …]` and x negated
+(`255 - q`) on mirrored crops.
 
 Which decoded frame a snippet's RGB image is follows the frame numbering the training frames were prepared
 with (`two_stream_tf.preparation.numbering`): with dense_flow's (the TSN layout's, and the default here)
@@ -134,8 +135,8 @@ def flow_inputs(stacks, windows, image_size):
       image_size: side of the square model input.
 
     Returns:
-      float32 `(B · crops, image_size, image_size, 2L)`, channels `[x1, y1, x2, y2, …]` in [-1, 1];
-      mirrored crops have x negated, as in testing.
+      float32 `(B · crops, image_size, image_size, 2L)`, channels `[x1, y1, x2, y2, …]`, `(q - 128) / 128`
+      ("symmetric", as the pipelines), so zero motion is 0; mirrored crops have x negated, as in testing.
     """
     views = []
     for window, mirrored in windows:

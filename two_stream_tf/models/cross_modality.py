@@ -1,25 +1,30 @@
 """Cross-modality initialisation (TSN): an ImageNet backbone turned into a flow backbone.
 
 The flow backbone takes a stack of L flow pairs, `(B, H, W, 2L)` with channels `[x1, y1, x2, y2, …]`
-in [-1, 1] (`q / 127.5 - 1` of the quantised flow). Its first convolution kernel is the ImageNet
-kernel averaged over its 3 RGB input channels and tiled to 2L channels; every other weight is the
-ImageNet one. `keras.applications` refuses ImageNet weights for a 2L-channel input, so the 2L-channel
-net is built with `weights=None` and the weights are transplanted from a 3-channel twin.
+normalised "symmetric", `(q - 128) / 128` of the quantised flow q (zero motion at 0, range
+[-1, 127/128]). Its first convolution kernel is the ImageNet kernel averaged over its 3 RGB input
+channels and tiled to 2L channels; every other weight is the ImageNet one. `keras.applications` refuses
+ImageNet weights for a 2L-channel input, so the 2L-channel net is built with `weights=None` and the
+weights are transplanted from a 3-channel twin.
 
 Scale. TSN feeds the averaged kernel with flow on the pixel scale (q - 128), the scale its RGB kernel
-saw (pixel - mean). Here flow arrives in [-1, 1] whatever the backbone, while the ImageNet kernel saw
-RGB after the backbone's own normalisation. So each RGB channel c of the kernel is first multiplied by
+saw (pixel - mean): one flow level drives the kernel as one grey level did. Here flow arrives as
+(q - 128) / 128 whatever the backbone, while the ImageNet kernel saw RGB after the backbone's own
+normalisation. So each RGB channel c of the kernel is first multiplied by
 
-    s_c = span_c / 2,
+    s_c = span_c / FLOW_SPAN,   FLOW_SPAN = 255 / 128,
 
 where span_c is how far the first convolution's input moves on channel c when the RGB image goes from
-black (0) to white (255), and 2 is the span of flow in [-1, 1]. A flow value then drives the kernel as
-much as a grey level moving over the same fraction of 0..255 did (flow x ↔ grey 127.5·(x + 1)):
+black (0) to white (255), and FLOW_SPAN is how far normalised flow moves over the same 255 levels. A
+flow level then drives the kernel exactly as a grey level did (flow v ↔ grey 128 + 128·v):
 
-    "tf"     [-1, 1]                      s = 1 (the plain mean of the kernel, as TSN)
-    "caffe"  BGR - mean, 0..255 scale     s = 127.5
-    "torch"  (x/255 - mean) / std         s_c = 0.5 / std_c ≈ 2.2
+    "caffe"  BGR - mean, 0..255 scale     s = 128 (TSN's own scale: q - 128 against pixel - mean)
+    "tf"     [-1, 1]                      s = 256/255 ≈ 1.004
+    "torch"  (x/255 - mean) / std         s_c = 128 / (255 std_c) ≈ 2.2
     "none"   normalised inside the model  s_c measured through the model's own layers
+
+(Models whose flow input is normalised otherwise — "caffe" flow, q - 128, or "none" — get the same
+kernel; their first convolution then sees 128 or 255/2 times larger inputs.)
 
 span_c is measured, not looked up: the twin's `preprocess_input` and its layers before the first
 convolution are run on a black and a white image. This covers backbones that normalise inside the
@@ -40,7 +45,7 @@ import numpy as np
 # Keras layers that normalise RGB inside a model; in a flow backbone they are bypassed.
 RGB_PREPROCESSING_LAYERS = (keras.layers.Rescaling, keras.layers.Normalization)
 
-FLOW_SPAN = 2.0  # flow in [-1, 1]
+FLOW_SPAN = 255.0 / 128.0  # "symmetric" flow (q - 128) / 128 over the 255 quantisation levels
 
 
 def flow_backbone(spec, input_shape, weights=None, **kwargs):
@@ -83,7 +88,7 @@ def _float32_policy():
 
 
 def rgb_input_scale(spec, model):
-    """Per-channel factor s_c = span_c / 2 of the module docstring, measured on an RGB `model`.
+    """Per-channel factor s_c = span_c / FLOW_SPAN of the module docstring, measured on an RGB `model`.
 
     Args:
       spec: the model's `BackboneSpec` (for `preprocess_input` and the first convolution).
@@ -109,7 +114,7 @@ def cross_modality_kernel(kernel, rgb_scale, channels):
 
     Args:
       kernel: RGB kernel `(kh, kw, 3, filters)`.
-      rgb_scale: `(3,)` factors s_c (see `rgb_input_scale`); ones for "tf" backbones.
+      rgb_scale: `(3,)` factors s_c (see `rgb_input_scale`); 256/255 for "tf" backbones.
       channels: input channels of the flow kernel (2L).
 
     Returns:

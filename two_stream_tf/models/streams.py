@@ -59,7 +59,7 @@ def temporal_model(num_classes, backbone="xception", weights="imagenet", input_s
 
     ImageNet weights reach the 2L-channel network by cross-modality init (see
     `two_stream_tf.models.cross_modality`): the first kernel is the RGB kernel averaged over its
-    input channels (scaled to flow in [-1, 1]) and tiled to 2L channels.
+    input channels (scaled for flow normalised `(q - 128) / 128`) and tiled to 2L channels.
 
     Args:
       num_classes: K, the number of action classes.
@@ -73,7 +73,8 @@ def temporal_model(num_classes, backbone="xception", weights="imagenet", input_s
       consensus: "average" or "max" pooling of segment scores (segment models only).
       **backbone_kwargs: passed to the `keras.applications` builder.
 
-    Input shape: `(B, H, W, 2L)` (or `(B, S, H, W, 2L)`), channels `[x1, y1, x2, y2, …]` in [-1, 1].
+    Input shape: `(B, H, W, 2L)` (or `(B, S, H, W, 2L)`), channels `[x1, y1, x2, y2, …]`, `(q - 128) / 128`
+    (the pipelines' "symmetric" flow).
     Output shape: `(B, num_classes)` class probabilities (float32).
     """
     spec = get_backbone(backbone)

@@ -244,7 +244,8 @@ class TensorBoardImages(keras.callbacks.Callback):
     def _flow_images(self, x):
         from two_stream_tf.flow.visualize import flow_to_color
         x = self._first_snippets(x)
-        # First flow pair of each stack, back to pixels per frame, drawn on one common scale.
+        # First flow pair of each stack, back to pixels per frame, drawn on one common scale: normalised flow
+        # (q - 128) / 128 times the bound is the flow within 1/255 of the bound, and zero motion stays 0.
         flows = x[..., :2] * self.flow_bound
         scale = float(np.hypot(flows[..., 0], flows[..., 1]).max()) or 1.0
         return np.stack([flow_to_color(f, max_magnitude=scale) for f in flows])

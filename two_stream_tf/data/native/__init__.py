@@ -72,6 +72,10 @@ def build_command(cxx, source, output):
     if library is None:
         raise RuntimeError(f"no libtensorflow_cc in {library_dir}")
     flags = ["-std=c++17", "-O3", "-march=native", "-fPIC", "-shared", "-w"]
+    if "avx512_fp16" in _cpu_signature().split():
+        # TensorFlow's Eigen headers do not compile with AVX512-FP16 enabled (GCC 12: "expected initializer
+        # before '<'" in PacketMathFP16.h); the kernels use no half floats.
+        flags.append("-mno-avx512fp16")
     return ([cxx, *flags, str(source), "-o", str(output), *tf.sysconfig.get_compile_flags(),
              *tf.sysconfig.get_link_flags(), str(library), f"-Wl,-rpath,{library_dir}"])
 
@@ -113,8 +117,11 @@ def flow_stacks_op():
     """The `TwoStreamFlowStacks` op as a Python function, or None when the kernels cannot be used here.
 
     The op: `(contents string [N, 2L], windows int32 [N, 4], flips bool [N], keep bool [N], image_size,
-    low, high) -> float32 [N, image_size, image_size, 2L]`, the training view of each stack as
-    `augment.flow_view` makes it (zeros where `keep` is false).
+    zero, scale, frame_height=0, frame_width=0, accurate_dct=False) -> float32 [N, image_size, image_size,
+    2L]`, the training view of each stack as `augment.flow_view` makes it with values `(q - zero) * scale`
+    (see `augment.flow_affine`), zeros where `keep` is false. With a frame size, planes stored at another
+    size are resized to it as `cv2.resize` does before the window is cropped (`frame_resize`);
+    `accurate_dct` decodes with libjpeg's accurate IDCT (`dct_method="INTEGER_ACCURATE"`).
     """
     library = load()
     return None if library is None else library.two_stream_flow_stacks
@@ -126,7 +133,8 @@ def rgb_views_op():
     The op: `(contents string [N], windows int32 [N, 4], flips bool [N], keep bool [N], image_size,
     scale, shift, bgr) -> float32 [N, image_size, image_size, 3]`, the training view of each frame as
     `augment.rgb_view` makes it for a normalisation `out = v * scale[c] + shift[c]` of the resized 0..255
-    values (in B, G, R order when `bgr`; see `augment.rgb_affine`), zeros where `keep` is false.
+    values (in B, G, R order when `bgr`; see `augment.rgb_affine`), zeros where `keep` is false. The
+    attributes frame_height, frame_width and accurate_dct are those of `flow_stacks_op`.
     """
     library = load()
     return None if library is None else library.two_stream_rgb_views

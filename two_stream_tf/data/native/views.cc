@@ -11,6 +11,13 @@
 // Resize arithmetic follows TensorFlow's ResizeBilinear (half_pixel_centers): the same interpolation
 // weights, horizontal lerps then the vertical one. The affine normalisation is applied after the
 // interpolation instead of before it (it commutes up to float rounding, ~1e-7).
+//
+// Protocol frame size (attrs frame_height, frame_width; 0 = frames as stored): a JPEG stored at another
+// size is decoded whole and resized to the frame size with OpenCV's fixed-point INTER_LINEAR arithmetic
+// (two_stream_tf/data/frame_resize.py, value for value), and the crop window is taken from the resized
+// frame, as TSN's Caffe tools resize every frame to 340x256 before cropping. accurate_dct selects
+// libjpeg's accurate integer IDCT (JDCT_ISLOW, OpenCV's and dct_method="INTEGER_ACCURATE") instead of
+// the fast one (JDCT_IFAST, tf.io.decode_jpeg's default).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -49,8 +56,11 @@ REGISTER_OP("TwoStreamFlowStacks")
     .Input("flips: bool")       // [N] mirror the stack and negate x
     .Input("keep: bool")        // [N] false: the sample is dropped later, write zeros, decode nothing
     .Attr("image_size: int >= 1")
-    .Attr("low: float")         // value of quantised 0
-    .Attr("high: float")        // value of quantised 255
+    .Attr("zero: float")        // value = (q - zero) * scale for quantised q
+    .Attr("scale: float")
+    .Attr("frame_height: int >= 0 = 0")  // protocol frame size; 0: frames as stored
+    .Attr("frame_width: int >= 0 = 0")
+    .Attr("accurate_dct: bool = false")
     .Output("stacks: float")    // [N, image_size, image_size, 2L]
     .SetShapeFn([](::tensorflow::shape_inference::InferenceContext* c) {
       int size;
@@ -70,6 +80,9 @@ REGISTER_OP("TwoStreamRgbViews")
     .Attr("scale: list(float)")  // per output channel: out = value * scale + shift
     .Attr("shift: list(float)")
     .Attr("bgr: bool = false")  // output channels in B, G, R order
+    .Attr("frame_height: int >= 0 = 0")  // protocol frame size; 0: frames as stored
+    .Attr("frame_width: int >= 0 = 0")
+    .Attr("accurate_dct: bool = false")
     .Output("views: float")     // [N, image_size, image_size, 3]
     .SetShapeFn([](::tensorflow::shape_inference::InferenceContext* c) {
       int size;
@@ -236,13 +249,100 @@ void ResizeRows(const std::vector<Tap>& ys, int row_len, const float* scale, con
   }
 }
 
+// OpenCV's INTER_LINEAR taps of one axis in fixed point (frame_resize.py): source indices and weights
+// scaled by 2048. Columns clamp their weights at the borders; rows only clip the source indices.
+struct FixedTap {
+  int lower, upper, weight_lower, weight_upper;
+};
+
+void ComputeFixedTaps(int in_size, int out_size, bool clamp_weights, std::vector<FixedTap>* taps) {
+  const double scale = static_cast<double>(in_size) / out_size;
+  taps->resize(out_size);
+  for (int i = 0; i < out_size; ++i) {
+    const float position = static_cast<float>((i + 0.5) * scale - 0.5);
+    int lower = static_cast<int>(std::floor(position));
+    float fraction = position - static_cast<float>(lower);
+    if (clamp_weights) {
+      if (lower < 0) fraction = 0.0f, lower = 0;
+      if (lower >= in_size - 1) fraction = 0.0f, lower = in_size - 1;
+    }
+    FixedTap& tap = (*taps)[i];
+    tap.lower = std::min(std::max(lower, 0), in_size - 1);
+    tap.upper = std::min(std::max(lower + 1, 0), in_size - 1);
+    tap.weight_lower = static_cast<int>(std::nearbyint((1.0f - fraction) * 2048.0f));
+    tap.weight_upper = static_cast<int>(std::nearbyint(fraction * 2048.0f));
+  }
+}
+
+// The window (top, left, height, width) of `source` (src_h x src_w x components) resized to
+// frame_h x frame_w as cv2.resize does, written to `target` (height x width x components).
+void CvResizeWindow(const uint8_t* source, int src_h, int src_w, int components, int frame_h, int frame_w,
+                    int top, int left, int height, int width, uint8_t* target) {
+  std::vector<FixedTap> xs, ys;
+  ComputeFixedTaps(src_w, frame_w, true, &xs);
+  ComputeFixedTaps(src_h, frame_h, false, &ys);
+  const int row_len = width * components;
+  std::vector<int32_t> upper_row(row_len), lower_row(row_len);
+  auto horizontal = [&](int r, int32_t* row) {
+    const uint8_t* line = source + static_cast<size_t>(r) * src_w * components;
+    for (int x = 0; x < width; ++x) {
+      const FixedTap& tap = xs[left + x];
+      for (int c = 0; c < components; ++c) {
+        row[x * components + c] = line[tap.lower * components + c] * tap.weight_lower +
+                                  line[tap.upper * components + c] * tap.weight_upper;
+      }
+    }
+  };
+  for (int y = 0; y < height; ++y) {
+    const FixedTap& tap = ys[top + y];
+    horizontal(tap.lower, upper_row.data());
+    horizontal(tap.upper, lower_row.data());
+    uint8_t* out = target + static_cast<size_t>(y) * row_len;
+    for (int i = 0; i < row_len; ++i) {
+      const int value = (((tap.weight_lower * (upper_row[i] >> 4)) >> 16) +
+                         ((tap.weight_upper * (lower_row[i] >> 4)) >> 16) + 2) >> 2;
+      out[i] = static_cast<uint8_t>(std::min(std::max(value, 0), 255));
+    }
+  }
+}
+
+// How the kernels decode: the protocol frame size (0: as stored) and the IDCT.
+struct DecodeOptions {
+  int frame_height = 0, frame_width = 0;
+  bool accurate_dct = false;
+};
+
 // Decodes the window (top, left, height, width) of a JPEG into `target` (height x width x components),
-// with the flags tf.io.decode_and_crop_jpeg uses by default, so the pixels are the same.
+// with the flags tf.io.decode_and_crop_jpeg uses (dct_method per `options`), so the pixels are the same.
+// With a protocol frame size the JPEG stored at another size is decoded whole, resized (CvResizeWindow)
+// and cropped.
 bool DecodeWindow(const tstring& bytes, int components, int top, int left, int height, int width,
-                  uint8_t* target) {
+                  const DecodeOptions& options, uint8_t* target) {
   ::tensorflow::jpeg::UncompressFlags flags;
   flags.components = components;
-  flags.dct_method = JDCT_IFAST;
+  flags.dct_method = options.accurate_dct ? JDCT_ISLOW : JDCT_IFAST;
+  if (options.frame_height > 0) {
+    int stored_w = 0, stored_h = 0, stored_c = 0;
+    if (!::tensorflow::jpeg::GetImageInfo(bytes.data(), bytes.size(), &stored_w, &stored_h, &stored_c)) return false;
+    if (stored_w != options.frame_width || stored_h != options.frame_height) {
+      if (top < 0 || left < 0 || top + height > options.frame_height || left + width > options.frame_width) {
+        return false;
+      }
+      std::vector<uint8_t> whole;
+      int whole_w = 0, whole_h = 0;
+      const uint8_t* decoded = ::tensorflow::jpeg::Uncompress(
+          bytes.data(), static_cast<int>(bytes.size()), flags, nullptr, [&](int w, int h, int c) -> uint8_t* {
+            if (c != components) return nullptr;
+            whole_w = w, whole_h = h;
+            whole.resize(static_cast<size_t>(w) * h * c);
+            return whole.data();
+          });
+      if (decoded == nullptr) return false;
+      CvResizeWindow(whole.data(), whole_h, whole_w, components, options.frame_height, options.frame_width, top,
+                     left, height, width, target);
+      return true;
+    }
+  }
   flags.crop = true;
   flags.crop_x = left;
   flags.crop_y = top;
@@ -306,6 +406,16 @@ void ForEachView(OpKernelContext* ctx, int64_t count, int64_t view_len, const ch
 #endif
 }
 
+absl::Status GetDecodeOptions(OpKernelConstruction* ctx, DecodeOptions* options) {
+  TF_RETURN_IF_ERROR(ctx->GetAttr("frame_height", &options->frame_height));
+  TF_RETURN_IF_ERROR(ctx->GetAttr("frame_width", &options->frame_width));
+  TF_RETURN_IF_ERROR(ctx->GetAttr("accurate_dct", &options->accurate_dct));
+  if ((options->frame_height > 0) != (options->frame_width > 0)) {
+    return absl::InvalidArgumentError("frame_height and frame_width must both be 0 or both positive");
+  }
+  return absl::OkStatus();
+}
+
 absl::Status BadWindow(const std::string& what, const Window& window) {
   return absl::InvalidArgumentError(absl::StrCat(what, ": invalid JPEG data or crop window (top ", window.top,
                                                  ", left ", window.left, ", height ", window.height,
@@ -316,8 +426,9 @@ class FlowStacksOp : public OpKernel {
  public:
   explicit FlowStacksOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("image_size", &size_));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("low", &low_));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("high", &high_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("zero", &zero_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("scale", &scale_));
+    OP_REQUIRES_OK(ctx, GetDecodeOptions(ctx, &options_));
   }
 
   void Compute(OpKernelContext* ctx) override {
@@ -328,17 +439,16 @@ class FlowStacksOp : public OpKernel {
     Tensor* output = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({count, size, size, planes}), &output));
 
-    // Per output channel, for plain and for mirrored stacks: q -> low + q (high - low) / 255, written as
-    // (q - 127.5) / d + centre like augment.flow_view, and x -> 255 - x on the x planes when mirrored.
-    const float d = 127.5f / ((high_ - low_) / 2.0f), centre = (low_ + high_) / 2.0f;
+    // Per output channel, for plain and for mirrored stacks: q -> (q - zero) * scale like
+    // augment.flow_view, and x -> 255 - x on the x planes when mirrored.
     std::vector<float> scale[2], shift[2];
     for (int flip = 0; flip < 2; ++flip) {
       scale[flip].resize(row_len);
       shift[flip].resize(row_len);
       for (int i = 0; i < row_len; ++i) {
         const bool negate = flip && (i % planes) % 2 == 0;
-        scale[flip][i] = (negate ? -1.0f : 1.0f) / d;
-        shift[flip][i] = ((negate ? 255.0f : 0.0f) - 127.5f) / d + centre;
+        scale[flip][i] = (negate ? -1.0f : 1.0f) * scale_;
+        shift[flip][i] = ((negate ? 255.0f : 0.0f) - zero_) * scale_;
       }
     }
     std::vector<uint8_t> pixels, interleaved;
@@ -349,7 +459,7 @@ class FlowStacksOp : public OpKernel {
       const size_t plane_size = static_cast<size_t>(h) * w;
       pixels.resize(plane_size * planes);
       for (int k = 0; k < planes; ++k) {
-        OP_REQUIRES(ctx, DecodeWindow(data(n, k), 1, window.top, window.left, h, w, pixels.data() + k * plane_size),
+        OP_REQUIRES(ctx, DecodeWindow(data(n, k), 1, window.top, window.left, h, w, options_, pixels.data() + k * plane_size),
                     BadWindow(absl::StrCat("flow plane ", k, " of stack ", n), window));
       }
       HorizontalTaps(w, size, flip, &xs);
@@ -370,7 +480,8 @@ class FlowStacksOp : public OpKernel {
 
  private:
   int size_;
-  float low_, high_;
+  float zero_, scale_;
+  DecodeOptions options_;
 };
 
 // One RGB view per sample: decode the crop window (3 components), mirror, resize, normalise per channel
@@ -383,6 +494,7 @@ class RgbViewsOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("scale", &scale_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("shift", &shift_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("bgr", &bgr_));
+    OP_REQUIRES_OK(ctx, GetDecodeOptions(ctx, &options_));
     OP_REQUIRES(ctx, scale_.size() == 3 && shift_.size() == 3,
                 absl::InvalidArgumentError("scale and shift must have 3 values (R, G, B)"));
   }
@@ -408,7 +520,7 @@ class RgbViewsOp : public OpKernel {
     auto make = [&](int64_t n, const Window& window, bool flip, float* view) {
       const int h = window.height, w = window.width;
       pixels.resize(static_cast<size_t>(h) * w * 3 + 1);  // + 1: the 4-byte loads of the last pixel
-      OP_REQUIRES(ctx, DecodeWindow(data(n), 3, window.top, window.left, h, w, pixels.data()),
+      OP_REQUIRES(ctx, DecodeWindow(data(n), 3, window.top, window.left, h, w, options_, pixels.data()),
                   BadWindow(absl::StrCat("RGB frame ", n), window));
       HorizontalTaps(w, size, flip, &xs);
       ComputeTaps(h, size, &ys);
@@ -448,6 +560,7 @@ class RgbViewsOp : public OpKernel {
   int size_;
   std::vector<float> scale_, shift_;
   bool bgr_;
+  DecodeOptions options_;
 };
 
 REGISTER_KERNEL_BUILDER(Name("TwoStreamFlowStacks").Device(::tensorflow::DEVICE_CPU), FlowStacksOp);
