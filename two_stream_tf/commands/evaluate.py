@@ -2,12 +2,15 @@
 
     two-stream evaluate --flagfile=experiments/configs/ucf101_resnet50_spatial_split1.cfg
     two-stream evaluate --checkpoint=runs/spatial --test_snippets=25 --test_crops=10
+    two-stream evaluate --checkpoint=runs/spatial --subset=validation      # the run's held-out videos
 
-Takes the same flags as `two-stream train` (so one recipe serves both); dataset and model settings not
-given on the command line come from the run's `train_config.json`. Writes to `--output_dir` (default
-`<model_dir>/evaluation_split<N>_<subset>`): `scores.npz` (per-video softmax averages, plain arrays),
-`metrics.json` (top-1, top-5, mean class accuracy, confusion matrix), `per_class_accuracy.json`,
-`confusion_matrix.png` and `flags.cfg`.
+Takes the same flags as `two-stream train` (so one recipe serves both); dataset, model and validation
+settings not given on the command line come from the run's `train_config.json`. A run folder means its
+`final.keras` (give `--checkpoint=<model_dir>/best.keras` for the best by validation). `--subset` picks the
+split's test list, the run's held-out validation videos (for fitting fusion weights), or its training videos.
+Writes to `--output_dir` (default `<model_dir>/evaluation_split<N>_<subset>`): `scores.npz` (per-video
+softmax averages, plain arrays), `metrics.json` (top-1, top-5, mean class accuracy, confusion matrix),
+`per_class_accuracy.json`, `confusion_matrix.png` and `flags.cfg`.
 """
 import os
 
@@ -20,7 +23,7 @@ HELP = "score a trained model by the test protocol (25 snippets x 10 crops): sco
 
 # Settings taken from the run's train_config.json unless given as flags.
 _FROM_RUN = ("stream", "frames_root", "split_dir", "split", "layout", "dataset", "class_subset",
-             "stack_length", "image_size", "backbone")
+             "stack_length", "image_size", "backbone", "validation_split", "validation_list", "seed")
 
 
 def _settings(fv, run):
@@ -31,6 +34,36 @@ def _settings(fv, run):
         else:
             values[name] = run[name]
     return values
+
+
+def _validation_source(fv, values, run_dir):
+    """(validation_split, validation_list) of the run: flags given win, then the run's own list of held-out
+    videos (`validation_list.txt`, written by training), then its train_config.json."""
+    from two_stream_tf.training import fit
+    if fv["validation_split"].present or fv["validation_list"].present:
+        return common.validation_values(fv)
+    saved = os.path.join(run_dir, fit.VALIDATION_LIST_NAME)
+    if os.path.isfile(saved):
+        return 0.0, saved
+    return values["validation_split"] or 0.0, values["validation_list"]
+
+
+def _load(model_file, flag):
+    import zipfile
+
+    from two_stream_tf.models import load_model
+    # A .keras file is a zip archive; Keras reports any other file as "File not found".
+    if os.path.isfile(model_file) and not zipfile.is_zipfile(model_file):
+        raise UserError(f"--{flag}: {model_file} is not a .keras model (not a zip archive: damaged, incomplete "
+                        "or another kind of file)")
+    try:
+        return load_model(model_file, compile=False)
+    except UserError as error:
+        raise UserError(f"--{flag}: {error}") from None
+    except Exception as error:  # Keras raises many kinds (even "File not found") for a file it cannot read
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        raise UserError(f"--{flag}: {model_file} cannot be loaded as a Keras model ({type(error).__name__}: "
+                        f"{lines[0] if lines else 'no details'})") from None
 
 
 def main(argv, prog="two-stream evaluate"):
@@ -47,10 +80,15 @@ def main(argv, prog="two-stream evaluate"):
     flag = "checkpoint" if fv.checkpoint else "model_dir"
     model_file = checkpoints.find_model_file(location)
     if model_file is None:
-        raise UserError(f"--{flag}: no model at {location} (a .keras file, or a model_dir with best.keras, "
-                        "final.keras or periodic checkpoints)")
+        raise UserError(f"--{flag}: no model at {location} (a .keras file, or a model_dir with final.keras, "
+                        "periodic checkpoints or best.keras)")
+    if fv.output_dir and os.path.exists(fv.output_dir) and not os.path.isdir(fv.output_dir):
+        raise UserError(f"--output_dir: {fv.output_dir} is a file; give a folder for the scores and metrics")
     run_dir = os.path.dirname(os.path.abspath(model_file))
-    run = fit.load_run_config(run_dir)
+    try:
+        run = fit.load_run_config(run_dir)
+    except ValueError as error:
+        raise UserError(f"--{flag}: {os.path.join(run_dir, fit.CONFIG_NAME)} is not valid JSON ({error})") from None
     values = _settings(fv, run)
     for name in ("stream", "frames_root", "split_dir"):
         if not values[name]:
@@ -59,20 +97,26 @@ def main(argv, prog="two-stream evaluate"):
         if not os.path.isdir(values[name]):
             raise UserError(f"--{name}: folder not found: {values[name]}")
     subset = values["class_subset"]
+    # The held-out videos matter to the validation and training subsets; the test list never depends on them.
+    validation_split, validation_list = (0.0, None) if fv.subset == "test" else _validation_source(fv, values, run_dir)
     config = fit.TrainConfig(stream=values["stream"], frames_root=values["frames_root"],
                              split_dir=values["split_dir"], model_dir=run_dir, split=values["split"],
                              layout=values["layout"], dataset=values["dataset"],
                              class_subset=common.class_subset(subset) if isinstance(subset, str) else subset,
-                             index_cache=fv.index_cache)
+                             index_cache=fv.index_cache, seed=values["seed"], validation_split=validation_split,
+                             validation_list=validation_list)
+    if fv.subset == "validation" and not (validation_split or validation_list):
+        raise UserError(f"--subset=validation: the run in {run_dir} held out no validation videos (it was trained "
+                        "without --validation_split or --validation_list); give one of them")
     try:
         (index,) = fit.open_indices(config, subsets=(fv.subset,))
     except UserError as error:
         raise UserError(f"--split_dir/--frames_root (split {config.split}): {error}") from None
-    index = fit.head(index, fv.max_videos)
+    from two_stream_tf.data.holdout import stratified_index
+    index = stratified_index(index, fv.max_videos, seed=values["seed"])
 
     from two_stream_tf.evaluation import protocol, report
-    from two_stream_tf.models import load_model
-    model = load_model(model_file, compile=False)
+    model = _load(model_file, flag)
     num_outputs = model.output_shape[-1]
     if num_outputs != len(index.classes):
         raise UserError(f"--split_dir/--class_subset: the model in {model_file} classifies {num_outputs} "

@@ -3,7 +3,8 @@
 Periodic checkpoints are named `EPOCH.BEST_TOP1.CURRENT_TOP1.keras`, e.g. `007.0.8123.0.7990.keras`:
 epoch 7 (1-based), best validation top-1 so far 0.8123, this epoch's 0.7990 — the naming of the Keras
 Xception two-stream implementation, which lets a folder listing show the run's progress. The best model
-by validation top-1 is also kept as `best.keras`.
+by top-1 on the held-out validation videos (never the test list) is also kept as `best.keras`; a run
+folder given as a model means its `final.keras` (see `find_model_file`).
 """
 import dataclasses
 import os
@@ -61,7 +62,11 @@ def latest_periodic(model_dir):
 
 
 def find_model_file(path):
-    """Resolves a model argument: a `.keras` file, or a model_dir (its best, final or latest checkpoint).
+    """Resolves a model argument: a `.keras` file, or a model_dir.
+
+    A model_dir gives its `final.keras` (the model after the last epoch, what published numbers report),
+    else, while a run is still going, its latest periodic checkpoint, else `best.keras`. The best model by
+    validation is only taken first when asked for by its file name, so no number is quietly a selected one.
 
     Returns:
       the `.keras` file path, or None when `path` holds no model.
@@ -70,12 +75,15 @@ def find_model_file(path):
     if os.path.isfile(path):
         return path
     if os.path.isdir(path):
-        for name in (BEST_NAME, FINAL_NAME):
-            if os.path.isfile(os.path.join(path, name)):
-                return os.path.join(path, name)
+        final = os.path.join(path, FINAL_NAME)
+        if os.path.isfile(final):
+            return final
         latest = latest_periodic(path)
         if latest is not None:
             return latest.path
+        best = os.path.join(path, BEST_NAME)
+        if os.path.isfile(best):
+            return best
     return None
 
 
