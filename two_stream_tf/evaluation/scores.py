@@ -6,6 +6,11 @@ A score file is an `.npz` of plain arrays, loadable with `np.load(path, allow_pi
   labels   (N,)   int64    0-based true class of each video
   scores   (N, K) float32  softmax averaged over the video's views (rows sum to 1)
   classes  (K,)   str      class names, index = label
+
+and, when the evaluation kept them (files without them still load):
+
+  logits   (N, K) float32  logits (pre-softmax class scores) averaged over the video's views
+  votes    (N, K) int32    how many of the video's views had each class as their top-1
 """
 import dataclasses
 import io
@@ -17,6 +22,7 @@ from two_stream_tf.errors import UserError
 from two_stream_tf.training import atomic
 
 _KEYS = ("videos", "labels", "scores", "classes")
+_OPTIONAL_KEYS = ("logits", "votes")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -28,12 +34,16 @@ class VideoScores:
       labels: `(N,)` int64 array of 0-based labels.
       scores: `(N, K)` float32 array of class scores (averaged softmax).
       classes: `(K,)` str array of class names.
+      logits: `(N, K)` float32 array of per-video logits (averaged over views), or None.
+      votes: `(N, K)` int32 array of top-1 votes of the video's views per class, or None.
     """
 
     videos: np.ndarray
     labels: np.ndarray
     scores: np.ndarray
     classes: np.ndarray
+    logits: np.ndarray = None
+    votes: np.ndarray = None
 
     def __post_init__(self):
         videos = np.asarray(self.videos, dtype=str).reshape(-1)
@@ -48,6 +58,13 @@ class VideoScores:
             raise ValueError(f"{scores.shape[1]} score columns but {len(classes)} class names")
         if len(labels) and (labels.min() < 0 or labels.max() >= len(classes)):
             raise ValueError(f"labels must lie in [0, {len(classes)}), got {labels.min()}..{labels.max()}")
+        for name, dtype in (("logits", np.float32), ("votes", np.int32)):
+            value = getattr(self, name)
+            if value is not None:
+                value = np.asarray(value, dtype=dtype)
+                if value.shape != scores.shape:
+                    raise ValueError(f"{name} must have the shape of scores {scores.shape}, got {value.shape}")
+                object.__setattr__(self, name, value)
         object.__setattr__(self, "videos", videos)
         object.__setattr__(self, "labels", labels)
         object.__setattr__(self, "scores", scores)
@@ -69,7 +86,21 @@ class VideoScores:
         """The same scores in the order of `videos` (every id must be present)."""
         position = {video: i for i, video in enumerate(self.videos)}
         order = np.array([position[video] for video in videos], dtype=np.int64)
-        return VideoScores(self.videos[order], self.labels[order], self.scores[order], self.classes)
+        return VideoScores(self.videos[order], self.labels[order], self.scores[order], self.classes,
+                           logits=None if self.logits is None else self.logits[order],
+                           votes=None if self.votes is None else self.votes[order])
+
+    def non_finite(self):
+        """`(array name, count, first video)` of the first of scores / logits with NaN or infinite values,
+        or None when all are finite."""
+        for name in ("scores", "logits"):
+            values = getattr(self, name)
+            if values is None:
+                continue
+            bad = ~np.isfinite(values)
+            if bad.any():
+                return name, int(bad.any(axis=1).sum()), str(self.videos[np.flatnonzero(bad.any(axis=1))[0]])
+        return None
 
 
 def save_scores(path, video_scores):
@@ -80,8 +111,10 @@ def save_scores(path, video_scores):
       video_scores: a `VideoScores`.
     """
     buffer = io.BytesIO()
+    optional = {name: getattr(video_scores, name) for name in _OPTIONAL_KEYS
+                if getattr(video_scores, name) is not None}
     np.savez(buffer, videos=video_scores.videos, labels=video_scores.labels,
-             scores=video_scores.scores, classes=video_scores.classes)
+             scores=video_scores.scores, classes=video_scores.classes, **optional)
     atomic.write_bytes(path, buffer.getvalue())
 
 
@@ -100,7 +133,7 @@ def load_scores(path):
             if missing:
                 raise UserError(f"{path}: not a score file, missing array(s) {', '.join(missing)} "
                                 f"(has {', '.join(data.files) or 'none'})")
-            arrays = {key: data[key] for key in _KEYS}
+            arrays = {key: data[key] for key in _KEYS + _OPTIONAL_KEYS if key in data.files}
     except (OSError, ValueError) as error:
         raise UserError(f"{path}: cannot read as a score file (.npz of plain arrays): {error}") from None
     try:
