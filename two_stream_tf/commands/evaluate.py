@@ -48,14 +48,16 @@ def _validation_source(fv, values, run_dir):
     return values["validation_split"] or 0.0, values["validation_list"]
 
 
-def _load(model_file, flag):
+def _check_model_file(model_file, flag):
     import zipfile
-
-    from two_stream_tf.models import load_model
     # A .keras file is a zip archive; Keras reports any other file as "File not found".
-    if os.path.isfile(model_file) and not zipfile.is_zipfile(model_file):
+    if not zipfile.is_zipfile(model_file):
         raise UserError(f"--{flag}: {model_file} is not a .keras model (not a zip archive: damaged, incomplete "
                         "or another kind of file)")
+
+
+def _load(model_file, flag):
+    from two_stream_tf.models import load_model
     try:
         return load_model(model_file, compile=False)
     except UserError as error:
@@ -78,12 +80,13 @@ def main(argv, prog="two-stream evaluate"):
     if not location:
         raise UserError("--checkpoint (or --model_dir) is required: the model to evaluate")
     flag = "checkpoint" if fv.checkpoint else "model_dir"
+    if fv.output_dir and os.path.exists(fv.output_dir) and not os.path.isdir(fv.output_dir):
+        raise UserError(f"--output_dir: {fv.output_dir} is a file; give a folder for the scores and metrics")
     model_file = checkpoints.find_model_file(location)
     if model_file is None:
         raise UserError(f"--{flag}: no model at {location} (a .keras file, or a model_dir with final.keras, "
                         "periodic checkpoints or best.keras)")
-    if fv.output_dir and os.path.exists(fv.output_dir) and not os.path.isdir(fv.output_dir):
-        raise UserError(f"--output_dir: {fv.output_dir} is a file; give a folder for the scores and metrics")
+    _check_model_file(model_file, flag)
     run_dir = os.path.dirname(os.path.abspath(model_file))
     try:
         run = fit.load_run_config(run_dir)

@@ -87,7 +87,7 @@ def holdout_by_fraction(entries, fraction, seed=0, classes=None):
     return kept, held
 
 
-def holdout_from_list(entries, list_path, classes=None, test_entries=()):
+def holdout_from_list(entries, list_path, classes=None, test_entries=(), check_labels=True):
     """Splits training entries into (kept, held out) by a validation list file.
 
     The file has lines `<class>/<video>.avi` or `<class>/<video>.avi <label>` (1-based label, as in
@@ -98,6 +98,8 @@ def holdout_from_list(entries, list_path, classes=None, test_entries=()):
       list_path: the validation list file.
       classes: class names (to check written labels and name classes in messages).
       test_entries: the test entries, to say so when a listed video is a test video.
+      check_labels: check written labels against the training list's (off under a class subset, whose
+        labels are renumbered while a list file keeps classInd.txt's).
 
     Returns:
       `(kept, held_out)`, each in the order of `entries`.
@@ -125,7 +127,7 @@ def holdout_from_list(entries, list_path, classes=None, test_entries=()):
             where = "it is a test video" if video in test_ids else "validation videos come from the training list"
             raise UserError(f"{path}:{number}: video not in the training list ({where}): {text!r}")
         entry = entries[by_id[video]]
-        if len(fields) == 2 and int(fields[1]) - 1 != entry.label:
+        if check_labels and len(fields) == 2 and int(fields[1]) - 1 != entry.label:
             name = classes[entry.label] if classes is not None else f"label {entry.label + 1}"
             raise UserError(f"{path}:{number}: label {fields[1]} disagrees with the training list's "
                             f"{entry.label + 1} ({name}): {text!r}")
@@ -140,8 +142,9 @@ def holdout_from_list(entries, list_path, classes=None, test_entries=()):
 
 
 def format_list(entries):
-    """Entries as a validation list file's text: `<path> <1-based label>` lines, as trainlist0N.txt."""
-    return "".join(f"{entry.path} {entry.label + 1}\n" for entry in entries)
+    """Entries as a validation list file's text: `<class>/<video>.avi` lines, as testlist0N.txt (without
+    labels, so the file means the same with or without a class subset)."""
+    return "".join(f"{entry.path}\n" for entry in entries)
 
 
 def stratified_subset(entries, count, seed=0):

@@ -205,7 +205,8 @@ def split_lists(config):
     train, validation = split.train, None
     if config.validation_list:
         train, validation = holdout.holdout_from_list(split.train, config.validation_list, split.classes,
-                                                      test_entries=split.test)
+                                                      test_entries=split.test,
+                                                      check_labels=config.class_subset is None)
     elif config.validation_split:
         train, validation = holdout.holdout_by_fraction(split.train, config.validation_split, seed=config.seed,
                                                         classes=split.classes)
