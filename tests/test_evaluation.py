@@ -355,5 +355,6 @@ def test_fuse_refuses_an_all_nan_file(tmp_path, capsys):
     good = _fuse_files(tmp_path, "good", _scores([[0.5, 0.3, 0.2]], [0]))
     nan = _fuse_files(tmp_path, "nan", _scores([[np.nan] * 3], [0]))
     assert cli.main(["fuse", f"--scores={good},{nan}"]) == 2
-    assert capsys.readouterr().err == (f"two-stream fuse: error: --scores: {nan}: scores of 1 of 1 video(s) are not "
-                                       "finite (NaN or infinite), e.g. v_00: the model diverged or the file is damaged\n")
+    assert capsys.readouterr().err == (f"two-stream fuse: error: --scores: {nan}: scores of 1 of 1 video(s) are "
+                                       "not finite (NaN or infinite), e.g. v_00: the model diverged or the file is "
+                                       "damaged\n")

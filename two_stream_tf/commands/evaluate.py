@@ -132,7 +132,7 @@ def main(argv, prog="two-stream evaluate"):
         from two_stream_tf.models import get_backbone
         rgb_normalization = get_backbone(values["backbone"]).rgb_normalization
     crops = int(fv.test_crops)
-    output_dir = fv.output_dir or os.path.join(run_dir, f"evaluation_split{config.split}_{fv.subset}")
+    output_dir = fv.output_dir or fit.evaluation_dir(run_dir, config.split, fv.subset)
     print(f"{prog}: {model_file} on {len(index)} {fv.subset} videos of split {config.split}, "
           f"{fv.test_snippets} snippets x {crops} crops", flush=True)
     scores = protocol.evaluate(model, index, values["stream"], image_size=image_size,

@@ -46,7 +46,7 @@ def config_from_flags(fv):
         for name in ("spatial_model", "temporal_model"):
             if find_model_file(fv[name].value) is None:
                 raise UserError(f"--{name}: no trained model at {fv[name].value} (a .keras file, or a model_dir "
-                                "with best.keras or final.keras)")
+                                "with final.keras)")
         if fv.fusion != "recurrent":
             raise UserError(f"--fusion={fv.fusion}: only recurrent fusion has weights to train; fixed "
                             "weightings of the scores are done by `two-stream fuse`")

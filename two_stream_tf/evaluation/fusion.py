@@ -150,8 +150,9 @@ def fuse(score_sets, weights=None, names=None, method="weighted"):
     if method == "logit_sum":
         logits = combined("logits")
         shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return VideoScores(first.videos, first.labels, (shifted / shifted.sum(axis=1, keepdims=True)).astype(np.float32),
-                           first.classes, logits=logits.astype(np.float32))
+        probabilities = shifted / shifted.sum(axis=1, keepdims=True)
+        return VideoScores(first.videos, first.labels, probabilities.astype(np.float32), first.classes,
+                           logits=logits.astype(np.float32))
     votes = combined("votes")
     total = votes.sum(axis=1, keepdims=True)
     share = np.divide(votes, total, out=np.zeros_like(votes), where=total > 0) + _TIE_BREAK * mean_softmax

@@ -310,7 +310,7 @@ def _load_stream(path, which):
     from two_stream_tf.models import load_model
     found = checkpoints.find_model_file(path) if path else None
     if found is None:
-        raise UserError(f"{which}: no trained model at {path!r} (a .keras file or a model_dir with best.keras)")
+        raise UserError(f"{which}: no trained model at {path!r} (a .keras file or a model_dir with final.keras)")
     return load_model(found, compile=False)
 
 
