@@ -151,3 +151,16 @@ def test_validation_flags_reach_the_config_and_conflicts_are_refused(broken_test
     assert "--validation_list (split 1)" in error and "val.txt:1: video not in the training list (it is a test video)" \
         in error
     assert not (tmp_path / "m").exists()  # nothing started
+
+
+def test_a_run_folder_means_final_keras_then_the_latest_checkpoint_then_best(tmp_path):
+    from two_stream_tf.training.checkpoints import find_model_file
+    (tmp_path / "best.keras").write_bytes(b"b")
+    assert find_model_file(tmp_path) == str(tmp_path / "best.keras")  # nothing else there
+    (tmp_path / "002.0.9000.0.9000.keras").write_bytes(b"2")
+    (tmp_path / "004.0.9000.0.8000.keras").write_bytes(b"4")
+    assert find_model_file(tmp_path) == str(tmp_path / "004.0.9000.0.8000.keras")  # a run still going
+    (tmp_path / "final.keras").write_bytes(b"f")
+    assert find_model_file(tmp_path) == str(tmp_path / "final.keras")
+    assert find_model_file(tmp_path / "best.keras") == str(tmp_path / "best.keras")  # asked for by name
+    assert find_model_file(tmp_path / "missing") is None
