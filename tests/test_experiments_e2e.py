@@ -187,7 +187,7 @@ def test_synthetic_recipe_trains_resumes_after_sigkill_evaluates_and_fuses(synth
     # The streams stayed frozen: every backbone weight of each stream is in the fused model unchanged.
     fused_weights = [w.numpy() for w in fused_model.weights]
     for stream_dir in (spatial_dir, temporal_dir):
-        stream = load_model(stream_dir / "best.keras", compile=False)
+        stream = load_model(stream_dir / "final.keras", compile=False)  # what a run folder means
         for weight in stream.get_layer("backbone").weights:
             value = weight.numpy()
             assert any(w.shape == value.shape and np.array_equal(w, value) for w in fused_weights), weight.path
