@@ -164,3 +164,19 @@ def test_a_run_folder_means_final_keras_then_the_latest_checkpoint_then_best(tmp
     assert find_model_file(tmp_path) == str(tmp_path / "final.keras")
     assert find_model_file(tmp_path / "best.keras") == str(tmp_path / "best.keras")  # asked for by name
     assert find_model_file(tmp_path / "missing") is None
+
+
+def test_validation_subset_of_a_run_without_held_out_videos_is_refused(broken_test_list, tmp_path, capsys):
+    import zipfile
+    splits, frames, _ = broken_test_list
+    run = tmp_path / "run"
+    run.mkdir()
+    with zipfile.ZipFile(run / "final.keras", "w") as archive:  # never loaded: the check comes first
+        archive.writestr("config.json", "{}")
+    (run / "train_config.json").write_text(json.dumps({
+        "stream": "spatial", "frames_root": str(frames), "split_dir": str(splits), "split": 1,
+        "validation_split": 0.0, "validation_list": None, "seed": 0}))
+    assert cli.main(["evaluate", f"--checkpoint={run}", "--subset=validation"]) == 2
+    assert capsys.readouterr().err == (f"two-stream evaluate: error: --subset=validation: the run in {run} held out "
+                                       "no validation videos (it was trained without --validation_split or "
+                                       "--validation_list); give one of them\n")
