@@ -1,6 +1,6 @@
 """Predicts the actions in videos, streams or a camera: the same as `two-stream predict …`.
 
-    python experiments/predict.py v_Archery_g02_c02.avi --model runs/fusion/best.keras --class-index classInd.txt
+    python experiments/predict.py v_Archery_g02_c02.avi --model runs/fusion/final.keras --class-index classInd.txt
     python experiments/predict.py 0 --model spatial.keras --model temporal.keras --window 64 --annotate live.mp4
 
 A thin absl entry point over `two_stream_tf.commands.predict` (run with --help for the options).

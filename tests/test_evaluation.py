@@ -202,3 +202,159 @@ def test_fuse_command_fits_weights_and_appends_the_table(tmp_path, capsys):
     assert load_scores(tmp_path / "fused" / "scores.npz").scores.shape == (20, 3)
     assert cli.main(["fuse", f"--scores={paths['test', 'rgb']},{paths['test', 'flow']}", "--weights=tsn"]) == 0
     assert "weights 1:1.5" in capsys.readouterr().out
+
+
+# --- logits, votes and the fusion methods -------------------------------------------------------------------
+
+def _softmax(logits):
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def _with_logits(logits, labels, videos=None):
+    logits = np.asarray(logits, dtype=np.float32)
+    videos = videos or [f"v_{i:02d}" for i in range(len(logits))]
+    return VideoScores(videos, labels, _softmax(logits), CLASSES, logits=logits)
+
+
+def test_logits_and_votes_round_trip_and_old_files_still_load(tmp_path):
+    votes = np.array([[7, 2, 1], [0, 0, 10]], np.int32)
+    original = VideoScores(["v_a", "v_b"], [0, 2], [[0.6, 0.3, 0.1], [0.1, 0.1, 0.8]], CLASSES,
+                           logits=[[2.0, 1.3, 0.2], [-1.0, -1.0, 1.1]], votes=votes)
+    save_scores(tmp_path / "new.npz", original)
+    with np.load(tmp_path / "new.npz", allow_pickle=False) as data:
+        assert data["logits"].dtype == np.float32 and data["votes"].dtype == np.int32
+    loaded = load_scores(tmp_path / "new.npz")
+    np.testing.assert_array_equal(loaded.votes, votes)
+    np.testing.assert_allclose(loaded.logits, [[2.0, 1.3, 0.2], [-1.0, -1.0, 1.1]])
+    # Reordering carries them along.
+    np.testing.assert_array_equal(loaded.reordered(["v_b", "v_a"]).votes, votes[::-1])
+    np.savez(tmp_path / "old.npz", videos=np.array(["v_a"]), labels=np.array([1]),
+             scores=np.array([[0.2, 0.5, 0.3]], np.float32), classes=np.array(CLASSES))
+    old = load_scores(tmp_path / "old.npz")
+    assert old.logits is None and old.votes is None
+    with pytest.raises(ValueError, match=r"votes must have the shape of scores \(2, 3\), got \(2, 2\)"):
+        VideoScores(["v_a", "v_b"], [0, 2], np.ones((2, 3)) / 3, CLASSES, votes=np.ones((2, 2)))
+
+
+def test_logit_sum_is_the_softmax_of_the_weighted_logit_sum():
+    rng = np.random.default_rng(4)
+    labels = rng.integers(0, 3, size=12)
+    rgb_logits, flow_logits = rng.normal(scale=3.0, size=(2, 12, 3))
+    rgb, flow = _with_logits(rgb_logits, labels), _with_logits(flow_logits, labels)
+    fused = fusion.fuse([rgb, flow], weights=[1.0, 2.0], method="logit_sum")
+    expected = rgb.logits.astype(np.float64) + 2.0 * flow.logits
+    np.testing.assert_allclose(fused.logits, expected, rtol=1e-6)
+    np.testing.assert_allclose(fused.scores, _softmax(expected), rtol=1e-5, atol=1e-7)
+    # It is not the average of the softmax, which saturates: softmax (0.007, 0.987, 0.007) and
+    # (0.952, 0.0003, 0.047) average to class 1, while the logits sum to (3, 0, 0).
+    one = _with_logits([[0.0, 5.0, 0.0]], [1], videos=["v_x"])
+    other = _with_logits([[3.0, -5.0, 0.0]], [1], videos=["v_x"])
+    assert fusion.fuse([one, other], method="average").predictions.tolist() == [1]
+    assert fusion.fuse([one, other], method="logit_sum").predictions.tolist() == [0]
+    with pytest.raises(UserError, match="b.npz: has no per-video logits, which fusion by logit_sum needs"):
+        fusion.fuse([rgb, _scores(flow.scores, labels)], method="logit_sum", names=["a.npz", "b.npz"])
+
+
+def test_majority_vote_counts_the_snippets_top1_and_breaks_ties_by_softmax():
+    def voted(votes, scores):
+        return VideoScores(["v_a", "v_b", "v_c"], [0, 1, 2], scores, CLASSES, votes=votes)
+
+    rgb = voted([[6, 4, 0], [5, 0, 5], [0, 0, 10]], [[0.5, 0.4, 0.1], [0.6, 0.1, 0.3], [0.2, 0.2, 0.6]])
+    flow = voted([[0, 5, 5], [0, 10, 0], [4, 0, 6]], [[0.1, 0.5, 0.4], [0.2, 0.5, 0.3], [0.4, 0.1, 0.5]])
+    fused = fusion.fuse([rgb, flow], method="vote")
+    np.testing.assert_array_equal(fused.votes, [[6, 9, 5], [5, 10, 5], [4, 0, 16]])
+    assert fused.predictions.tolist() == [1, 1, 2]
+    np.testing.assert_allclose(fused.scores, np.array(fused.votes) / 20, atol=1e-6)
+    # The average of the softmax disagrees on the first video (0.3, 0.45, 0.25 -> also 1) and the second
+    # (0.4, 0.3, 0.3 -> 0): votes count snippets, not confidence.
+    assert fusion.fuse([rgb, flow], method="average").predictions.tolist() == [1, 0, 2]
+    # Weights scale each stream's votes; a tie (rgb 10:0 vs flow 0:10 at 1:1) goes to the higher mean softmax.
+    tie_rgb = VideoScores(["v_a"], [0], [[0.9, 0.1, 0.0]], CLASSES, votes=[[10, 0, 0]])
+    tie_flow = VideoScores(["v_a"], [0], [[0.4, 0.6, 0.0]], CLASSES, votes=[[0, 10, 0]])
+    assert fusion.fuse([tie_rgb, tie_flow], method="vote").predictions.tolist() == [0]
+    weighted = fusion.fuse([tie_rgb, tie_flow], weights=[1, 1.5], method="vote")
+    assert weighted.predictions.tolist() == [1] and weighted.votes is None
+    np.testing.assert_allclose(weighted.scores, [[0.4, 0.6, 0.0]], atol=1e-6)
+
+
+def test_non_finite_scores_are_refused_naming_the_file():
+    good = _scores([[0.5, 0.3, 0.2], [0.1, 0.8, 0.1]], [0, 1])
+    nan = _scores(np.full((2, 3), np.nan), [0, 1])
+    with pytest.raises(UserError, match=r"nan.npz: scores of 2 of 2 video\(s\) are not finite \(NaN or infinite\), "
+                                        r"e.g. v_00"):
+        fusion.fuse([good, nan], names=["good.npz", "nan.npz"])
+    inf_logits = VideoScores(good.videos, good.labels, good.scores, CLASSES, logits=[[1.0, 0.0, 0.0], [np.inf, 0, 0]])
+    with pytest.raises(UserError, match=r"b.npz: logits of 1 of 2 video\(s\) are not finite"):
+        fusion.fuse([good, inf_logits], names=["a.npz", "b.npz"])
+
+
+def _fuse_files(tmp_path, name, scores):
+    path = tmp_path / f"{name}.npz"
+    save_scores(path, scores)
+    return str(path)
+
+
+def test_fuse_fits_logit_sum_weights_on_validation_and_applies_them_to_test(tmp_path, capsys):
+    from two_stream_tf import cli
+    rng = np.random.default_rng(7)
+    labels = rng.integers(0, 3, size=80)
+    # rgb's logits point at a wrong class with margin 2; flow's at the truth with margin 1: logit summing
+    # is right when w_flow > 2.
+    wrong = (labels + rng.integers(1, 3, size=80)) % 3
+    rgb_logits = 2.0 * np.eye(3)[wrong] + rng.normal(scale=0.01, size=(80, 3))
+    flow_logits = 1.0 * np.eye(3)[labels] + rng.normal(scale=0.01, size=(80, 3))
+    videos = [f"v_{i:02d}" for i in range(80)]
+    files = {}
+    for subset, rows in (("val", slice(0, 40)), ("test", slice(40, 80))):
+        for name, logits in (("rgb", rgb_logits), ("flow", flow_logits)):
+            files[subset, name] = _fuse_files(tmp_path, f"{name}_{subset}",
+                                              _with_logits(logits[rows], labels[rows], videos[rows]))
+    fitted = tmp_path / "fitted"
+    assert cli.main(["fuse", f"--scores={files['test', 'rgb']},{files['test', 'flow']}", "--method=logit_sum",
+                     f"--fit_weights_on={files['val', 'rgb']},{files['val', 'flow']}",
+                     f"--output_dir={fitted}"]) == 0
+    out = capsys.readouterr().out
+    match = [line for line in out.splitlines() if "fitted on 40 validation videos" in line]
+    assert match and "logit_sum fusion weights 1:2.1 " in match[0] and "applied to 40 videos" in match[0]
+    # The test scores fused with the fitted weights, as NumPy computes them.
+    fused = load_scores(fitted / "scores.npz")
+    expected = rgb_logits[40:] + 2.1 * flow_logits[40:]
+    np.testing.assert_allclose(fused.logits, expected, rtol=1e-5)
+    assert (fused.predictions == labels[40:]).all()
+    saved = json.loads((fitted / "metrics.json").read_text())["protocol"]
+    assert saved["method"] == "logit_sum" and saved["weights"] == [1.0, 2.1]
+    assert saved["fitted_on"] == [files["val", "rgb"], files["val", "flow"]]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--fit_on={test_rgb},{test_flow}"], "--fit_on: 40 of the 40 videos of {test_rgb} are also in {test_rgb}"),
+    (["--method=logit_sum"], "--scores: {test_nologits}: has no per-video logits, which fusion by logit_sum needs"),
+    (["--method=average", "--weights=1,2"], "--method=average weighs the files equally; --weights=1,2 needs"),
+    (["--results_table={folder}"], "--results_table: {folder} is a folder; give a markdown file"),
+    (["--output_dir={test_rgb}"], "--output_dir: {test_rgb} is a file; give a folder"),
+    (["--results_table={folder}/missing/results.md"], "--results_table: folder not found: {folder}/missing"),
+])
+def test_fuse_mistakes_are_one_line_errors(tmp_path, capsys, extra, message):
+    from two_stream_tf import cli
+    labels = np.arange(40) % 3
+    logits = np.eye(3)[labels] + np.linspace(0, 1, 120).reshape(40, 3)
+    paths = {"test_rgb": _fuse_files(tmp_path, "rgb", _with_logits(logits, labels)),
+             "test_flow": _fuse_files(tmp_path, "flow", _with_logits(logits[:, ::-1], labels)),
+             "test_nologits": _fuse_files(tmp_path, "plain", _scores(_softmax(logits), labels)),
+             "folder": str(tmp_path)}
+    scores = f"{paths['test_rgb']},{paths['test_nologits'] if 'logit_sum' in extra[0] else paths['test_flow']}"
+    assert cli.main(["fuse", f"--scores={scores}", *[e.format(**paths) for e in extra]]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and error.startswith("two-stream fuse: error: ")
+    assert message.format(**paths) in error
+
+
+def test_fuse_refuses_an_all_nan_file(tmp_path, capsys):
+    from two_stream_tf import cli
+    good = _fuse_files(tmp_path, "good", _scores([[0.5, 0.3, 0.2]], [0]))
+    nan = _fuse_files(tmp_path, "nan", _scores([[np.nan] * 3], [0]))
+    assert cli.main(["fuse", f"--scores={good},{nan}"]) == 2
+    assert capsys.readouterr().err == (f"two-stream fuse: error: --scores: {nan}: scores of 1 of 1 video(s) are "
+                                       "not finite (NaN or infinite), e.g. v_00: the model diverged or the file is "
+                                       "damaged\n")

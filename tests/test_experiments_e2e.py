@@ -155,6 +155,14 @@ def test_synthetic_recipe_trains_resumes_after_sigkill_evaluates_and_fuses(synth
         with np.load(model_dir / "evaluation_split1_test" / "scores.npz", allow_pickle=False) as data:
             np.testing.assert_allclose(data["scores"].sum(axis=1), 1.0, atol=1e-4)
     fused = json.loads((tmp_path / "fused" / "metrics.json").read_text())
+    # Training scored each final.keras on the same 16 held-out training videos; fusion weights fitted on them
+    # are applied to the test scores.
+    validation = [d / "evaluation_split1_validation" / "scores.npz" for d in (spatial_dir, temporal_dir)]
+    assert cli.main(["fuse", f"--scores={scores[0]},{scores[1]}", f"--fit_on={validation[0]},{validation[1]}",
+                     f"--output_dir={tmp_path / 'fitted'}"]) == 0
+    assert "fitted on 16 validation videos" in capsys.readouterr().out
+    fitted = json.loads((tmp_path / "fitted" / "metrics.json").read_text())
+    assert fitted["num_videos"] == 32 and fitted["top1"] >= 2 * CHANCE
     with capsys.disabled():
         print(f"\nsynthetic recipe, 25 x 10 test protocol, chance {CHANCE:.3f}:")
         print("\n".join(line for line in printed.splitlines() if "top-1" in line))
@@ -179,7 +187,7 @@ def test_synthetic_recipe_trains_resumes_after_sigkill_evaluates_and_fuses(synth
     # The streams stayed frozen: every backbone weight of each stream is in the fused model unchanged.
     fused_weights = [w.numpy() for w in fused_model.weights]
     for stream_dir in (spatial_dir, temporal_dir):
-        stream = load_model(stream_dir / "best.keras", compile=False)
+        stream = load_model(stream_dir / "final.keras", compile=False)  # what a run folder means
         for weight in stream.get_layer("backbone").weights:
             value = weight.numpy()
             assert any(w.shape == value.shape and np.array_equal(w, value) for w in fused_weights), weight.path

@@ -184,6 +184,9 @@ def test_every_recipe_parses_with_the_real_flags(recipe, tmp_path):
         assert config.train_steps == (3500 if rgb else 18000) and config.clip_norm == (40 if rgb else 20)
         assert rgb or config.stack_length == 5
         assert (fv.test_snippets, fv.test_crops) == (25, "10")
+        # Validation comes from a held-out 1/8 of the training list, never from the test list.
+        assert (config.validation_split, config.validation_list) == (0.125, None)
+        assert "final.keras" in text and "--validation_split=0" in text
         assert f"split {config.split}" in header[0]
 
 

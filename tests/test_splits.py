@@ -142,3 +142,23 @@ def test_hmdb_class_list_must_match_files(tmp_path):
     (tmp_path / "class_list.txt").write_text("walk\nswim\n")
     with pytest.raises(UserError, match=r"class_list\.txt:2: class has no swim_test_split<N>\.txt file: 'swim'"):
         load_hmdb51_split(tmp_path)
+
+
+def test_a_video_in_both_lists_names_both_lines(tmp_path):
+    write_ucf(tmp_path, train="Walk/v_Walk_g01_c01.avi 1\nRun/v_Run_g02_c01.avi 2\nRun/v_Run_g03_c01.avi 2\n",
+              test="Walk/v_Walk_g04_c01.avi\n\nrun/V_RUN_G03_C01.avi\nRun/v_Run_g02_c01.avi\n")
+    with pytest.raises(UserError) as error:
+        load_ucf101_split(tmp_path)
+    train, test = tmp_path / "trainlist01.txt", tmp_path / "testlist01.txt"
+    # Matched without regard to case; the first test line that repeats a training video is named.
+    assert str(error.value) == (f"video V_RUN_G03_C01 is in both the training list ({train}:3) and the test list "
+                                f"({test}:3) (2 videos are in both): a video must be in one of them")
+
+
+def test_hmdb_video_in_train_and_test_names_both_lines(tmp_path):
+    (tmp_path / "walk_test_split1.txt").write_text("a.avi 1 \nb.avi 2 \n")
+    (tmp_path / "run_test_split1.txt").write_text("c.avi 1 \na.avi 2 \n")
+    with pytest.raises(UserError) as error:
+        load_hmdb51_split(tmp_path)
+    assert str(error.value) == (f"video a is in both the training list ({tmp_path / 'walk_test_split1.txt'}:1) and "
+                                f"the test list ({tmp_path / 'run_test_split1.txt'}:2): a video must be in one of them")

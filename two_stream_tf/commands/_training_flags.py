@@ -110,11 +110,7 @@ def define_training_flags(fv):
     flags.DEFINE_string("tf_data_service", None, "Run the training input pipeline on the workers of this tf.data "
                         "service dispatcher (grpc://HOST:PORT; start it with `two-stream data-service`).",
                         flag_values=fv)
-    flags.DEFINE_boolean("validation", True, "Validate on the test list every --validation_freq epochs "
-                         "(one centre snippet per segment).", flag_values=fv)
-    flags.DEFINE_integer("validation_freq", 1, "Epochs between validations.", lower_bound=1, flag_values=fv)
-    flags.DEFINE_integer("validation_videos", 0, "Validate on this many test videos (0: all).", lower_bound=0,
-                         flag_values=fv)
+    define_validation_flags(fv)
     flags.DEFINE_integer("checkpoint_every", 1, "Epochs between periodic checkpoints.", lower_bound=1,
                          flag_values=fv)
     flags.DEFINE_integer("keep_checkpoints", 0, "Keep only the newest N periodic checkpoints (0: all); "
@@ -125,6 +121,40 @@ def define_training_flags(fv):
                          "TensorBoard.", flag_values=fv)
     flags.DEFINE_integer("verbose", 1, "Keras fit verbosity (1: progress bar, 2: one line per epoch).",
                          lower_bound=0, upper_bound=2, flag_values=fv)
+
+
+def define_validation_flags(fv):
+    """Held-out validation flags: which training videos are held out, and what is done with them.
+
+    The test list is never used for validation: best.keras and fitted fusion weights come from these videos.
+    """
+    flags.DEFINE_float("validation_split", 0.0, "Hold out this stratified fraction of the training videos for "
+                       "validation (whole UCF-101 groups per class, drawn with --seed; 0.125 as the TF-slim "
+                       "two-stream project; 0: none).", lower_bound=0.0, upper_bound=0.95, flag_values=fv)
+    flags.DEFINE_string("validation_list", None, "Hold out the training videos of this list file for validation "
+                        "(<class>/<video>.avi [label] lines, as trainlist0N.txt).", flag_values=fv)
+    flags.DEFINE_boolean("validation", True, "Validate on the held-out videos every --validation_freq epochs (one "
+                         "centre snippet per segment); best.keras is the best of these validations.", flag_values=fv)
+    flags.DEFINE_integer("validation_freq", 1, "Epochs between validations.", lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("validation_videos", 0, "Validate on a stratified subset of this many held-out videos "
+                         "(0: all).", lower_bound=0, flag_values=fv)
+    flags.DEFINE_boolean("validation_scores", True, "After training, score final.keras on the held-out videos by "
+                         "the test protocol (--test_snippets x --test_crops) into <model_dir>/"
+                         "evaluation_split<N>_validation/, for `two-stream fuse --fit_on`.", flag_values=fv)
+
+
+def validation_values(fv):
+    """(validation_split, validation_list) of the flags, checked.
+
+    Raises:
+      UserError: both given, or a validation list that is not a file.
+    """
+    if fv.validation_split and fv.validation_list:
+        raise UserError(f"--validation_split={fv.validation_split:g} and --validation_list={fv.validation_list} "
+                        "both given; give one")
+    if fv.validation_list and not os.path.isfile(fv.validation_list):
+        raise UserError(f"--validation_list: file not found: {fv.validation_list}")
+    return fv.validation_split, fv.validation_list or None
 
 
 def define_protocol_flags(fv):
@@ -142,13 +172,14 @@ def define_protocol_flags(fv):
     flags.DEFINE_string("test_frame_size", "", "evaluate: resize frames stored at another size to WIDTHxHEIGHT "
                         "before cropping, exactly as OpenCV (TSN: 340x256); empty: crop frames as stored.",
                         flag_values=fv)
-    flags.DEFINE_string("checkpoint", None, "evaluate: model to test (.keras file or model_dir; default "
-                        "--model_dir's best checkpoint).", flag_values=fv)
-    flags.DEFINE_enum("subset", "test", ("test", "train"), "evaluate: which list of the split.", flag_values=fv)
+    flags.DEFINE_string("checkpoint", None, "evaluate: model to test (.keras file, or a model_dir: its "
+                        "final.keras; give <model_dir>/best.keras for the best by validation).", flag_values=fv)
+    flags.DEFINE_enum("subset", "test", ("test", "validation", "train"), "evaluate: which videos: the test list, "
+                      "the run's held-out validation videos, or its training videos.", flag_values=fv)
     flags.DEFINE_string("output_dir", None, "evaluate: where to write scores and metrics (default "
-                        "<model_dir>/evaluation_split<N>).", flag_values=fv)
-    flags.DEFINE_integer("max_videos", 0, "evaluate: score only the first N videos (0: all).", lower_bound=0,
-                         flag_values=fv)
+                        "<model_dir>/evaluation_split<N>_<subset>).", flag_values=fv)
+    flags.DEFINE_integer("max_videos", 0, "evaluate: score a stratified subset of N videos, every class "
+                         "represented when N allows (drawn with --seed; 0: all).", lower_bound=0, flag_values=fv)
     flags.DEFINE_integer("eval_batch_size", 1, "evaluate: videos per step.", lower_bound=1, flag_values=fv)
 
 

@@ -2,12 +2,15 @@
 
     two-stream evaluate --flagfile=experiments/configs/ucf101_resnet50_spatial_split1.cfg
     two-stream evaluate --checkpoint=runs/spatial --test_snippets=25 --test_crops=10
+    two-stream evaluate --checkpoint=runs/spatial --subset=validation      # the run's held-out videos
 
-Takes the same flags as `two-stream train` (so one recipe serves both); dataset and model settings not
-given on the command line come from the run's `train_config.json`. Writes to `--output_dir` (default
-`<model_dir>/evaluation_split<N>_<subset>`): `scores.npz` (per-video softmax averages, plain arrays),
-`metrics.json` (top-1, top-5, mean class accuracy, confusion matrix), `per_class_accuracy.json`,
-`confusion_matrix.png` and `flags.cfg`.
+Takes the same flags as `two-stream train` (so one recipe serves both); dataset, model and validation
+settings not given on the command line come from the run's `train_config.json`. A run folder means its
+`final.keras` (give `--checkpoint=<model_dir>/best.keras` for the best by validation). `--subset` picks the
+split's test list, the run's held-out validation videos (for fitting fusion weights), or its training videos.
+Writes to `--output_dir` (default `<model_dir>/evaluation_split<N>_<subset>`): `scores.npz` (per-video
+softmax averages, plain arrays), `metrics.json` (top-1, top-5, mean class accuracy, confusion matrix),
+`per_class_accuracy.json`, `confusion_matrix.png` and `flags.cfg`.
 
 TSN's Caffe test protocol value for value (docs/conventions.md): `--test_sampling=tsn
 --score_aggregation=logit_mean --test_frame_size=340x256` (JPEGs are always decoded with the accurate
@@ -24,7 +27,7 @@ HELP = "score a trained model by the test protocol (25 snippets x 10 crops): sco
 
 # Settings taken from the run's train_config.json unless given as flags.
 _FROM_RUN = ("stream", "frames_root", "split_dir", "split", "layout", "dataset", "class_subset",
-             "stack_length", "image_size", "backbone")
+             "stack_length", "image_size", "backbone", "validation_split", "validation_list", "seed")
 
 
 def _settings(fv, run):
@@ -35,6 +38,41 @@ def _settings(fv, run):
         else:
             values[name] = run[name]
     return values
+
+
+def _validation_source(fv, values, run_dir):
+    """(validation_split, validation_list) of the run: flags given win, then the run's own list of held-out
+    videos (`validation_list.txt`, written by training), then its train_config.json."""
+    from two_stream_tf.training import fit
+    if fv["validation_split"].present or fv["validation_list"].present:
+        return common.validation_values(fv)
+    from two_stream_tf import storage
+    saved = storage.join(run_dir, fit.VALIDATION_LIST_NAME)
+    if storage.isfile(saved):
+        return 0.0, saved
+    return values["validation_split"] or 0.0, values["validation_list"]
+
+
+def _check_model_file(model_file, flag):
+    import zipfile
+    from two_stream_tf import storage
+    # A .keras file is a zip archive; Keras reports any other file as "File not found". (Remote files are
+    # left to Keras' own loading, which names them.)
+    if not storage.is_remote(model_file) and not zipfile.is_zipfile(model_file):
+        raise UserError(f"--{flag}: {model_file} is not a .keras model (not a zip archive: damaged, incomplete "
+                        "or another kind of file)")
+
+
+def _load(model_file, flag):
+    from two_stream_tf.models import load_model
+    try:
+        return load_model(model_file, compile=False)
+    except UserError as error:
+        raise UserError(f"--{flag}: {error}") from None
+    except Exception as error:  # Keras raises many kinds (even "File not found") for a file it cannot read
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        raise UserError(f"--{flag}: {model_file} cannot be loaded as a Keras model ({type(error).__name__}: "
+                        f"{lines[0] if lines else 'no details'})") from None
 
 
 def main(argv, prog="two-stream evaluate"):
@@ -51,12 +89,18 @@ def main(argv, prog="two-stream evaluate"):
         raise UserError("--checkpoint (or --model_dir) is required: the model to evaluate")
     flag = "checkpoint" if fv.checkpoint else "model_dir"
     from two_stream_tf import storage
+    if fv.output_dir and storage.exists(fv.output_dir) and not storage.isdir(fv.output_dir):
+        raise UserError(f"--output_dir: {fv.output_dir} is a file; give a folder for the scores and metrics")
     model_file = checkpoints.find_model_file(storage.check(location, f"--{flag}"))
     if model_file is None:
-        raise UserError(f"--{flag}: no model at {location} (a .keras file, or a model_dir with best.keras, "
-                        "final.keras or periodic checkpoints)")
+        raise UserError(f"--{flag}: no model at {location} (a .keras file, or a model_dir with final.keras, "
+                        "periodic checkpoints or best.keras)")
+    _check_model_file(model_file, flag)
     run_dir = storage.dirname(storage.absolute(model_file))
-    run = fit.load_run_config(run_dir)
+    try:
+        run = fit.load_run_config(run_dir)
+    except ValueError as error:
+        raise UserError(f"--{flag}: {storage.join(run_dir, fit.CONFIG_NAME)} is not valid JSON ({error})") from None
     values = _settings(fv, run)
     for name in ("stream", "frames_root", "split_dir"):
         if not values[name]:
@@ -65,20 +109,26 @@ def main(argv, prog="two-stream evaluate"):
         if not storage.isdir(storage.check(values[name], f"--{name}")):
             raise UserError(f"--{name}: folder not found: {values[name]}")
     subset = values["class_subset"]
+    # The held-out videos matter to the validation and training subsets; the test list never depends on them.
+    validation_split, validation_list = (0.0, None) if fv.subset == "test" else _validation_source(fv, values, run_dir)
     config = fit.TrainConfig(stream=values["stream"], frames_root=values["frames_root"],
                              split_dir=values["split_dir"], model_dir=run_dir, split=values["split"],
                              layout=values["layout"], dataset=values["dataset"],
                              class_subset=common.class_subset(subset) if isinstance(subset, str) else subset,
-                             index_cache=fv.index_cache)
+                             index_cache=fv.index_cache, seed=values["seed"], validation_split=validation_split,
+                             validation_list=validation_list)
+    if fv.subset == "validation" and not (validation_split or validation_list):
+        raise UserError(f"--subset=validation: the run in {run_dir} held out no validation videos (it was trained "
+                        "without --validation_split or --validation_list); give one of them")
     try:
         (index,) = fit.open_indices(config, subsets=(fv.subset,))
     except UserError as error:
         raise UserError(f"--split_dir/--frames_root (split {config.split}): {error}") from None
-    index = fit.head(index, fv.max_videos)
+    from two_stream_tf.data.holdout import stratified_index
+    index = stratified_index(index, fv.max_videos, seed=values["seed"])
 
     from two_stream_tf.evaluation import protocol, report
-    from two_stream_tf.models import load_model
-    model = load_model(model_file, compile=False)
+    model = _load(model_file, flag)
     num_outputs = model.output_shape[-1]
     if num_outputs != len(index.classes):
         raise UserError(f"--split_dir/--class_subset: the model in {model_file} classifies {num_outputs} "
@@ -91,7 +141,7 @@ def main(argv, prog="two-stream evaluate"):
         from two_stream_tf.models import get_backbone
         rgb_normalization = get_backbone(values["backbone"]).rgb_normalization
     crops = int(fv.test_crops)
-    output_dir = fv.output_dir or storage.join(run_dir, f"evaluation_split{config.split}_{fv.subset}")
+    output_dir = fv.output_dir or fit.evaluation_dir(run_dir, config.split, fv.subset)
     print(f"{prog}: {model_file} on {len(index)} {fv.subset} videos of split {config.split}, "
           f"{fv.test_snippets} snippets x {crops} crops ({fv.test_sampling} sampling, {fv.score_aggregation})",
           flush=True)

@@ -2,11 +2,11 @@
 
 INPUT is a video file, a stream URL (rtsp://, http://, …) or a camera index (0, 1, …). The model is a
 two-stream `.keras` file, or a spatial and a temporal one (`--model` twice; fused by averaging their
-softmax scores), or a training run folder. Frames are resized as the training frames were prepared
+softmax scores), or a training run folder (its `final.keras`). Frames are resized as the training frames were prepared
 (`--size`, 340x256 by default), flow is computed with `--flow` and quantised with the training bound, and
 the models score 25 evenly spaced snippets of each video (centre crop), as in testing.
 
-    two-stream predict v_Archery_g02_c02.avi --model runs/fusion/best.keras --class-index classInd.txt
+    two-stream predict v_Archery_g02_c02.avi --model runs/fusion/final.keras --class-index classInd.txt
     two-stream predict clip.mp4 --model spatial.keras --model temporal.keras --json --annotate out.mp4
     two-stream predict 0 --model two_stream.keras --window 64 --stride 32      # camera 0, live
 
@@ -61,7 +61,7 @@ def build_parser(prog="two-stream predict"):
                         help="video file, stream URL or camera index (several allowed)")
     parser.add_argument("--model", "-m", action="append", required=True, metavar="MODEL",
                         help="two-stream .keras file; or give it twice: a spatial and a temporal stream "
-                        "(.keras files or training run folders)")
+                        "(.keras files, or training run folders: their final.keras)")
     parser.add_argument("--class-index", "--class_index", metavar="FILE",
                         help="classInd-style file ('1 ApplyEyeMakeup' per line); default: the classes in "
                         "the run's train_config.json beside the model")

@@ -49,7 +49,7 @@ def config_from_flags(fv):
         for name in ("spatial_model", "temporal_model"):
             if find_model_file(fv[name].value) is None:
                 raise UserError(f"--{name}: no trained model at {fv[name].value} (a .keras file, or a model_dir "
-                                "with best.keras or final.keras)")
+                                "with final.keras)")
         if fv.fusion != "recurrent":
             raise UserError(f"--fusion={fv.fusion}: only recurrent fusion has weights to train; fixed "
                             "weightings of the scores are done by `two-stream fuse`")
@@ -64,6 +64,7 @@ def config_from_flags(fv):
         raise UserError("--strategy=multi_worker needs the TF_CONFIG environment variable (cluster and task)")
     if fv.tf_data_service:
         parse_address(fv.tf_data_service, "--tf_data_service")
+    validation_split, validation_list = common.validation_values(fv)
     return TrainConfig(
         stream=fv.stream, frames_root=fv.frames_root, split_dir=fv.split_dir, model_dir=model_dir,
         split=fv.split, layout=fv.layout, dataset=fv.dataset, class_subset=common.class_subset(fv.class_subset),
@@ -80,18 +81,25 @@ def config_from_flags(fv):
         deterministic=fv.deterministic, shuffle_buffer=fv.shuffle_buffer, data_threads=fv.data_threads,
         tf_data_service=fv.tf_data_service,
         validation=fv.validation, validation_freq=fv.validation_freq, validation_videos=fv.validation_videos,
+        validation_split=validation_split, validation_list=validation_list, validation_scores=fv.validation_scores,
+        protocol_snippets=fv.test_snippets, protocol_crops=int(fv.test_crops),
         checkpoint_every=fv.checkpoint_every, keep_checkpoints=fv.keep_checkpoints,
         backup_every_steps=fv.backup_every_steps,
         tensorboard_images=fv.tensorboard_images, verbose=fv.verbose)
 
 
 def open_indices_for_flags(config):
-    """Opens the train and test indices; errors name the flags involved."""
+    """Opens the training and validation indices (never the test list); errors name the flags involved."""
     from two_stream_tf.training import fit
+    flags_involved = "--split_dir/--frames_root"
+    if config.validation_list:
+        flags_involved += "/--validation_list"
+    elif config.validation_split:
+        flags_involved += "/--validation_split"
     try:
-        return fit.open_indices(config)
+        return fit.open_indices(config, subsets=("train", "validation"))
     except UserError as error:
-        raise UserError(f"--split_dir/--frames_root (split {config.split}): {error}") from None
+        raise UserError(f"{flags_involved} (split {config.split}): {error}") from None
 
 
 def main(argv, stream=None, prog="two-stream train"):
@@ -123,7 +131,8 @@ def main(argv, stream=None, prog="two-stream train"):
     if config.batch_size % strategy.num_replicas_in_sync:
         raise UserError(f"--batch_size={config.batch_size} cannot be split evenly across "
                         f"{strategy.num_replicas_in_sync} replicas")
-    print(f"{prog}: {config.stream} stream, {len(indices[0])} training / {len(indices[1])} test videos, "
+    validation = f"{len(indices[1])} held-out validation videos" if indices[1] is not None else "no validation"
+    print(f"{prog}: {config.stream} stream, {len(indices[0])} training videos, {validation}, "
           f"{len(indices[0].classes)} classes, {strategy.num_replicas_in_sync} replica(s) "
           f"({type(strategy).__name__}), global batch {config.batch_size}", flush=True)
     result = fit.train(config, strategy=strategy, indices=indices, flags_text=fv.flags_into_string())
@@ -132,4 +141,6 @@ def main(argv, stream=None, prog="two-stream train"):
         shown = "  ".join(f"{k} {v:.4f}" for k, v in sorted(last.items()) if k != "epoch" and v is not None)
         print(f"{prog}: finished epoch {last['epoch'] + 1}: {shown}")
     print(f"{prog}: model_dir {result.model_dir} (final.keras, best.keras, log.csv, tensorboard/)")
+    if result.validation_scores_path:
+        print(f"{prog}: validation scores of final.keras: {result.validation_scores_path}")
     return 0

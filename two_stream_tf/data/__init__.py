@@ -1,1 +1,2 @@
-"""Split files, frame layouts, the dataset index, tf.data pipelines, TFRecords and synthetic videos."""
+"""Split files, held-out validation videos, frame layouts, the dataset index, tf.data pipelines, TFRecords
+and synthetic videos."""

@@ -34,11 +34,13 @@ class SplitEntry:
       video: video id without extension, e.g. "v_ApplyEyeMakeup_g01_c01".
       label: 0-based class id.
       path: as written in the split file, e.g. "ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi".
+      where: "file:line" of the entry, for messages (None for entries not read from a file).
     """
 
     video: str
     label: int
     path: str
+    where: str = dataclasses.field(default=None, compare=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -217,8 +219,23 @@ def _parse_ucf_list(path, table, with_labels):
         if video.lower() in seen:
             raise _error(path, number, f"video listed twice (first at line {seen[video.lower()]})", text)
         seen[video.lower()] = number
-        entries.append(SplitEntry(video=video, label=label, path=video_path))
+        entries.append(SplitEntry(video=video, label=label, path=video_path, where=f"{path}:{number}"))
     return entries
+
+
+def check_disjoint(train, test):
+    """Raises UserError naming both lines when a video is in the training and the test list.
+
+    Such a video would be trained on and then scored as unseen; the message names the first one found
+    (`file:line` of each) and how many there are.
+    """
+    in_train = {entry.video.lower(): entry for entry in train}
+    both = [(in_train[entry.video.lower()], entry) for entry in test if entry.video.lower() in in_train]
+    if both:
+        first_train, first_test = both[0]
+        more = f" ({len(both)} videos are in both)" if len(both) > 1 else ""
+        raise UserError(f"video {first_test.video} is in both the training list ({first_train.where}) and the "
+                        f"test list ({first_test.where}){more}: a video must be in one of them")
 
 
 def load_ucf101_split(split_dir, split=1, class_subset=None):
@@ -234,8 +251,9 @@ def load_ucf101_split(split_dir, split=1, class_subset=None):
       A `Split`.
 
     Raises:
-      UserError: a missing file, a malformed line, an unknown class or a label that disagrees with the
-        folder's class (the message names file:line and the line).
+      UserError: a missing file, a malformed line, an unknown class, a label that disagrees with the
+        folder's class (the message names file:line and the line), or a video in both lists (naming both
+        lines).
     """
     split_dir = os.fspath(split_dir)
     split = _check_split(split)
@@ -245,6 +263,7 @@ def load_ucf101_split(split_dir, split=1, class_subset=None):
         table.add(name, "classInd.txt")
     train = _parse_ucf_list(os.path.join(split_dir, f"trainlist{split:02d}.txt"), table, with_labels=True)
     test = _parse_ucf_list(os.path.join(split_dir, f"testlist{split:02d}.txt"), table, with_labels=False)
+    check_disjoint(train, test)
     return _apply_subset(classes, (train, test), class_subset)
 
 
@@ -284,11 +303,16 @@ def load_hmdb51_split(split_dir, split=1, class_subset=None):
                 raise _error(path, number, "expected '<video>.avi <0|1|2>'", text)
             video = _video_id(fields[0])
             if video in seen:
-                raise _error(path, number, f"video already listed at {seen[video]}", text)
-            seen[video] = f"{path}:{number}"
+                first_where, first_tag = seen[video]
+                if {first_tag, fields[1]} == {"1", "2"}:
+                    lines = {first_tag: first_where, fields[1]: f"{path}:{number}"}
+                    raise UserError(f"video {video} is in both the training list ({lines['1']}) and the test "
+                                    f"list ({lines['2']}): a video must be in one of them")
+                raise _error(path, number, f"video already listed at {first_where}", text)
+            seen[video] = (f"{path}:{number}", fields[1])
             if fields[1] == "0":
                 continue
-            entry = SplitEntry(video=video, label=label, path=f"{class_name}/{fields[0]}")
+            entry = SplitEntry(video=video, label=label, path=f"{class_name}/{fields[0]}", where=f"{path}:{number}")
             (train if fields[1] == "1" else test).append(entry)
     return _apply_subset(classes, (train, test), class_subset)
 

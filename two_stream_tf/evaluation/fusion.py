@@ -1,9 +1,19 @@
-"""Late fusion of score files: weighted averages of per-video softmax scores, weight fitting, results table.
+"""Late fusion of score files (average, weighted, logit sum, majority vote), weight fitting, results table.
 
-TSN (tools/eval_scores.py) fuses RGB and flow by a weighted sum of their scores with RGB:flow = 1:1.5;
-the two-stream paper averages them (1:1). Weights here are relative: the fused score of a video is
-`sum_i w_i * scores_i / sum_i w_i`, so it stays a probability distribution and the ranking equals the
-weighted sum's.
+Methods (`fuse(..., method=)`):
+  "average"    the mean of the streams' softmax scores (the two-stream paper, 1:1).
+  "weighted"   their weighted mean; TSN (tools/eval_scores.py) weighs RGB:flow = 1:1.5. Weights are
+               relative: the fused score is `sum_i w_i * scores_i / sum_i w_i`, still a probability
+               distribution, ranked as the weighted sum.
+  "logit_sum"  softmax of the (weighted) sum of the streams' per-video logits, as the two-stream TF-slim
+               project fused; needs score files with `logits`.
+  "vote"       majority vote of the snippet predictions: each view of each stream votes for its top-1 class
+               (weighted per stream), as the Keras and pose-flow two-stream projects did; needs `votes`.
+               The fused score is each class's share of the votes; classes with equal votes are ranked
+               by the weighted mean softmax.
+
+Weights are fitted on validation scores (`fit_weights`) and then applied to test scores: choosing them on
+the test scores would make the fused number optimistic. Score files with NaN or infinite values are refused.
 """
 import itertools
 import json
@@ -17,6 +27,12 @@ from two_stream_tf.evaluation.scores import VideoScores
 from two_stream_tf.training import atomic
 
 TSN_WEIGHTS = (1.0, 1.5)  # RGB : flow, yjxiong/temporal-segment-networks tools/eval_scores.py
+METHODS = ("average", "weighted", "logit_sum", "vote")
+# Which optional array of a score file a method needs.
+_NEEDS = {"logit_sum": "logits", "vote": "votes"}
+# Ties in a vote are broken by the mean softmax scaled by this: small enough never to outweigh one vote
+# (a vote share step is at least min weight / (sum of weights x views), far above 1e-7 for real runs).
+_TIE_BREAK = 1e-7
 # Relative weights tried for each stream after the first when fitting on a validation split.
 DEFAULT_WEIGHT_GRID = tuple(np.round(np.arange(0.0, 3.01, 0.1), 2))
 METRICS = ("top1", "mean_class_accuracy", "top5")
@@ -35,14 +51,21 @@ def align(score_sets, names=None):
       list of `VideoScores` in the same video order.
 
     Raises:
-      UserError: different class lists, different video sets, duplicated videos, or a video with
-        different labels in two sets.
+      UserError: different class lists, different video sets, duplicated videos, a video with different
+        labels in two sets, or scores that are not finite (NaN or infinite).
     """
     names = list(names) if names is not None else [f"scores #{i + 1}" for i in range(len(score_sets))]
     if len(score_sets) < 2:
         raise UserError(f"fusion needs at least two score files, got {len(score_sets)}")
     first, first_name = score_sets[0], names[0]
     for scores, name in zip(score_sets, names):
+        if len(scores) == 0:
+            raise UserError(f"{name}: scores no videos")
+        bad = scores.non_finite()
+        if bad is not None:
+            array, count, video = bad
+            raise UserError(f"{name}: {array} of {count} of {len(scores)} video(s) are not finite (NaN or infinite), "
+                            f"e.g. {video}: the model diverged or the file is damaged")
         counts = {}
         for video in scores.videos:
             counts[video] = counts.get(video, 0) + 1
@@ -76,27 +99,67 @@ def align(score_sets, names=None):
     return aligned
 
 
-def fuse(score_sets, weights=None, names=None):
-    """Weighted average of aligned score sets.
+def check_method(method, score_sets, names=None):
+    """Raises UserError unless `method` is known and every score set has the array it needs."""
+    if method not in METHODS:
+        raise UserError(f"unknown fusion method {method!r}; one of {', '.join(METHODS)}")
+    needed = _NEEDS.get(method)
+    if needed is None:
+        return
+    names = list(names) if names is not None else [f"scores #{i + 1}" for i in range(len(score_sets))]
+    for scores, name in zip(score_sets, names):
+        if getattr(scores, needed) is None:
+            raise UserError(f"{name}: has no per-video {needed}, which fusion by {method} needs (score it again "
+                            f"with an evaluation that keeps {needed})")
+
+
+def fuse(score_sets, weights=None, names=None, method="weighted"):
+    """Fuses aligned score sets by `method` (see the module docstring).
 
     Args:
       score_sets: two or more `VideoScores` (checked and aligned with `align`).
-      weights: one non-negative weight per set (default: equal); they need not sum to 1.
+      weights: one non-negative weight per set (default: equal); they need not sum to 1. "average" takes none.
       names: names for error messages.
+      method: "average", "weighted", "logit_sum" or "vote".
 
     Returns:
-      `VideoScores` with the fused scores, in the first set's video order.
+      `VideoScores` with the fused scores (rows sum to 1), in the first set's video order; "logit_sum" also
+      gives the summed logits, "vote" the summed votes when the weights are equal.
+
+    Raises:
+      UserError: see `align`; an unknown method, a set without the logits or votes the method needs, bad
+        weights.
     """
+    check_method(method, score_sets, names)
+    if method == "average" and weights is not None and len(set(float(w) for w in weights)) > 1:
+        raise UserError(f"fusion by average takes equal weights, got {format_weights(weights)}: use weighted")
     aligned = align(score_sets, names)
     weights = np.ones(len(aligned)) if weights is None else np.asarray(weights, dtype=np.float64)
     if weights.shape != (len(aligned),):
         raise UserError(f"got {weights.size} fusion weight(s) for {len(aligned)} score files")
     if np.any(weights < 0) or not np.any(weights > 0):
         raise UserError(f"fusion weights must be non-negative and not all zero, got {weights.tolist()}")
-    stacked = np.stack([s.scores.astype(np.float64) for s in aligned])
-    fused = np.tensordot(weights / weights.sum(), stacked, axes=1)
     first = aligned[0]
-    return VideoScores(first.videos, first.labels, fused.astype(np.float32), first.classes)
+
+    def combined(name):
+        return np.tensordot(weights, np.stack([getattr(s, name).astype(np.float64) for s in aligned]), axes=1)
+
+    mean_softmax = combined("scores") / weights.sum()
+    if method in ("average", "weighted"):
+        return VideoScores(first.videos, first.labels, mean_softmax.astype(np.float32), first.classes)
+    if method == "logit_sum":
+        logits = combined("logits")
+        shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probabilities = shifted / shifted.sum(axis=1, keepdims=True)
+        return VideoScores(first.videos, first.labels, probabilities.astype(np.float32), first.classes,
+                           logits=logits.astype(np.float32))
+    votes = combined("votes")
+    total = votes.sum(axis=1, keepdims=True)
+    share = np.divide(votes, total, out=np.zeros_like(votes), where=total > 0) + _TIE_BREAK * mean_softmax
+    equal = np.all(weights == weights[0])
+    summed = sum(s.votes.astype(np.int64) for s in aligned).astype(np.int32) if equal else None
+    return VideoScores(first.videos, first.labels, (share / share.sum(axis=1, keepdims=True)).astype(np.float32),
+                       first.classes, votes=summed)
 
 
 def _metric(video_scores, metric):
@@ -109,8 +172,8 @@ def _metric(video_scores, metric):
     raise ValueError(f"unknown metric {metric!r}; one of {METRICS}")
 
 
-def fit_weights(score_sets, grid=DEFAULT_WEIGHT_GRID, metric="top1", names=None):
-    """Grid search of fusion weights on a validation split.
+def fit_weights(score_sets, grid=DEFAULT_WEIGHT_GRID, metric="top1", names=None, method="weighted"):
+    """Grid search of fusion weights on validation scores (then apply them to test scores with `fuse`).
 
     The first set's weight is fixed at 1; every other set's weight runs over `grid`. Ties go to the
     weights closest to equal weighting, so a flat optimum gives the plain average.
@@ -120,17 +183,21 @@ def fit_weights(score_sets, grid=DEFAULT_WEIGHT_GRID, metric="top1", names=None)
       grid: candidate relative weights for streams 2..n.
       metric: "top1", "mean_class_accuracy" or "top5".
       names: names for error messages.
+      method: the fusion the weights are for: "weighted", "logit_sum" or "vote".
 
     Returns:
       (weights tuple, best metric value).
     """
+    if method == "average":
+        raise UserError("fusion by average has no weights to fit: use weighted")
+    check_method(method, score_sets, names)
     aligned = align(score_sets, names)
     best_key, best = None, None
     for rest in itertools.product(grid, repeat=len(aligned) - 1):
         weights = (1.0,) + tuple(float(w) for w in rest)
         if not any(w > 0 for w in weights):
             continue
-        value = _metric(fuse(aligned, weights), metric)
+        value = _metric(fuse(aligned, weights, method=method), metric)
         # Higher metric first, then the smallest distance from equal weights.
         key = (value, -sum(abs(w - 1.0) for w in weights))
         if best_key is None or key > best_key:
@@ -143,7 +210,8 @@ def format_weights(weights):
     return ":".join(f"{w:g}" for w in weights)
 
 
-def append_results_row(markdown_path, json_path, run, stream_names, stream_metrics, fused_metrics, weights):
+def append_results_row(markdown_path, json_path, run, stream_names, stream_metrics, fused_metrics, weights,
+                       method=None):
     """Appends one row to a results table kept as markdown and JSON (both written atomically).
 
     Markdown columns: `Run | <stream 1> | <stream 2> | … | Fusion | Weights`, values = top-1 %
@@ -156,6 +224,7 @@ def append_results_row(markdown_path, json_path, run, stream_names, stream_metri
       stream_metrics: one `Metrics` per stream.
       fused_metrics: `Metrics` of the fusion.
       weights: the fusion weights used.
+      method: the fusion method, kept in the JSON row when given.
 
     Raises:
       UserError: the markdown table exists with different stream columns.
@@ -194,6 +263,7 @@ def append_results_row(markdown_path, json_path, run, stream_names, stream_metri
                 "num_videos": m.num_videos}
 
     rows.append({"run": run, "streams": {name: summary(m) for name, m in zip(stream_names, stream_metrics)},
-                 "fusion": summary(fused_metrics), "weights": [float(w) for w in weights]})
+                 "fusion": summary(fused_metrics), "weights": [float(w) for w in weights],
+                 **({"method": method} if method else {})})
     atomic.write_text(json_path, json.dumps(rows, indent=2) + "\n")
     atomic.write_text(markdown_path, text)

@@ -92,6 +92,18 @@ class VideoScores:
                     for name in _OPTIONAL_KEYS}
         return VideoScores(self.videos[order], self.labels[order], self.scores[order], self.classes, **optional)
 
+    def non_finite(self):
+        """`(array name, count, first video)` of the first of scores / logits with NaN or infinite values,
+        or None when all are finite."""
+        for name in ("scores", "logits"):
+            values = getattr(self, name)
+            if values is None:
+                continue
+            bad = ~np.isfinite(values)
+            if bad.any():
+                return name, int(bad.any(axis=1).sum()), str(self.videos[np.flatnonzero(bad.any(axis=1))[0]])
+        return None
+
 
 def save_scores(path, video_scores):
     """Writes a score file atomically (see the module docstring for its arrays).

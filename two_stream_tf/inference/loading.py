@@ -4,9 +4,9 @@ A prediction model is one of:
   - a two-stream model from `two_stream_tf.models.two_stream_model` (inputs `{"rgb", "flow"}`);
   - a spatial and a temporal stream model, fused here by the (weighted) average of their softmax scores;
   - a single stream model (spatial or temporal alone).
-Each may be given as a Keras model, a `.keras` file, or a training run folder (`model_dir`: its best,
-final or latest checkpoint). Which stream a single-input model is comes from its input channels: 3 is RGB,
-2L is a stack of L flow pairs. TSN segment models are unfolded into their per-frame models.
+Each may be given as a Keras model, a `.keras` file, or a training run folder (`model_dir`: its
+`final.keras`, else its latest checkpoint; a best-by-validation model only when its file is named). Which
+stream a single-input model is comes from its input channels: 3 is RGB, 2L is a stack of L flow pairs. TSN segment models are unfolded into their per-frame models.
 
 What the model file does not hold comes from the run folder's `train_config.json` when there is one
 (class names, the RGB normalisation), else from the model's name (`spatial_<backbone>`, as

@@ -96,7 +96,8 @@ def run_quickstart(output_dir="quickstart_output", settings=FULL, *, progress=Tr
     from two_stream_tf.training import fit
     configs = {stream: _train_config(root, frames_root, data["split_dir"], settings, stream, progress)
                for stream in STREAMS}
-    indices = fit.open_indices(configs["spatial"])
+    # The tour trains without validation and then scores the test list by the protocol (its report's table).
+    indices = fit.open_indices(configs["spatial"], subsets=("train", "test"))
     finals = {stream: _train(configs[stream], settings, indices, stages) for stream in STREAMS}
     models = _recalibrate(configs, finals, settings, indices[0], stages)
     scores = _evaluate(root, settings, models, indices[1], stages, progress)
@@ -220,7 +221,7 @@ def _train(config, settings, indices, stages):
         return final
     if os.path.isdir(os.path.join(config.model_dir, fit.BACKUP_DIR)):
         stages.note("resuming the interrupted run from its backup")
-    result = fit.train(config, indices=indices)
+    result = fit.train(config, indices=(indices[0], None))  # no validation videos: never the test list
     last = result.history[-1] if result.history else {}
     shown = ", ".join(f"{key} {last[key]:.3f}" for key in ("loss", "top1") if key in last)
     stages.end(f"{result.final_path}" + (f" (last epoch: {shown})" if shown else ""))

@@ -3,7 +3,8 @@
 Periodic checkpoints are named `EPOCH.BEST_TOP1.CURRENT_TOP1.keras`, e.g. `007.0.8123.0.7990.keras`:
 epoch 7 (1-based), best validation top-1 so far 0.8123, this epoch's 0.7990 — the naming of the Keras
 Xception two-stream implementation, which lets a folder listing show the run's progress. The best model
-by validation top-1 is also kept as `best.keras`.
+by top-1 on the held-out validation videos (never the test list) is also kept as `best.keras`; a run
+folder given as a model means its `final.keras` (see `find_model_file`).
 """
 import dataclasses
 import os
@@ -60,7 +61,11 @@ def latest_periodic(model_dir):
 
 
 def find_model_file(path):
-    """Resolves a model argument: a `.keras` file, or a model_dir (its best, final or latest checkpoint).
+    """Resolves a model argument: a `.keras` file, or a model_dir.
+
+    A model_dir gives its `final.keras` (the model after the last epoch, what published numbers report),
+    else, while a run is still going, its latest periodic checkpoint, else `best.keras`. The best model by
+    validation is only taken first when asked for by its file name, so no number is quietly a selected one.
 
     Paths may be on any `tf.io.gfile` file system (`gs://`, `ram://`).
 
@@ -71,12 +76,15 @@ def find_model_file(path):
     if storage.isfile(path):
         return path
     if storage.isdir(path):
-        for name in (BEST_NAME, FINAL_NAME):
-            if storage.isfile(storage.join(path, name)):
-                return storage.join(path, name)
+        final = storage.join(path, FINAL_NAME)
+        if storage.isfile(final):
+            return final
         latest = latest_periodic(path)
         if latest is not None:
             return latest.path
+        best = storage.join(path, BEST_NAME)
+        if storage.isfile(best):
+            return best
     return None
 
 

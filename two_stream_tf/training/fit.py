@@ -9,10 +9,13 @@
 global batch is split across replicas) and runs `model.fit` with the callbacks of
 `two_stream_tf.training.callbacks`. Everything lands in `model_dir`:
 
-  best.keras                    best model by validation top-1
+  final.keras                   the model after the last epoch (what evaluation scores by default)
+  best.keras                    best model by top-1 on the held-out validation videos
   EPOCH.BEST.CURRENT.keras      periodic checkpoints, e.g. 007.0.8123.0.7990.keras
-  final.keras                   the model after the last epoch
   done.json                     written once final.keras is: the run is complete
+  validation_list.txt           the held-out validation videos (`<class>/<video>.avi` lines)
+  evaluation_splitN_validation/ final.keras scored on them by the test protocol (scores.npz, metrics.json):
+                                what `fuse --fit_on` fits fusion weights on
   backup/                       the training state while training runs (a rerun resumes from it), with
                                 its previous generation (see `two_stream_tf.training.backup`)
   log.csv                       one row per epoch: loss, top-1, top-5, validation, learning rate
@@ -21,6 +24,9 @@ global batch is split across replicas) and runs `model.fit` with the callbacks o
   train_config.json             the run's configuration as plain values, paths absolute (also read by
                                 evaluation)
   train.lock                    while a run trains: its pid and host (one run per model_dir)
+
+Validation videos are held out of the split's training list (`validation_split`, a stratified fraction,
+or `validation_list`, a list file; see `two_stream_tf.data.holdout`); training never opens the test list.
 
 Rerunning the same call after a crash continues where the backup stopped, with the settings the run was
 started with (`two_stream_tf.training.run_folder` names any that changed). model_dir may be on any
@@ -73,8 +79,14 @@ class TrainConfig:
     Run:
       strategy (see `two_stream_tf.training.strategy`), tpu, model_dir, seed, deterministic,
       shuffle_buffer, data_threads, tf_data_service (`grpc://HOST:PORT` of a tf.data service dispatcher:
-      the training pipeline runs on its workers, see `two_stream_tf.data.service`), validation,
-      validation_freq, validation_videos (0: all),
+      the training pipeline runs on its workers, see `two_stream_tf.data.service`).
+    Validation (model selection; never on the test list):
+      validation_split (a stratified fraction of the training videos held out, 0: none) or
+      validation_list (a list file of training videos to hold out); validation (validate every
+      validation_freq epochs), validation_videos (a stratified subset of that many per validation, 0: all),
+      validation_scores (score final.keras on the held-out videos by the test protocol at the end:
+      protocol_snippets snippets x protocol_crops crops).
+    Checkpoints and logs:
       checkpoint_every (epochs), keep_checkpoints (keep the newest N periodic checkpoints, 0: all),
       backup_every_steps (0: each epoch), tensorboard_images, verbose.
     """
@@ -126,6 +138,11 @@ class TrainConfig:
     validation: bool = True
     validation_freq: int = 1
     validation_videos: int = 0
+    validation_split: float = 0.0
+    validation_list: str = None
+    validation_scores: bool = True
+    protocol_snippets: int = 25
+    protocol_crops: int = 10
     checkpoint_every: int = 1
     keep_checkpoints: int = 0
     backup_every_steps: int = 0
@@ -151,6 +168,8 @@ class TrainResult:
       history: one dict per epoch of this call (Keras `History.history` transposed).
       resumed_from_epoch: 0-based epoch the run resumed at, or None for a fresh start.
       num_replicas: replicas the global batch was split across.
+      validation_scores_path: `evaluation_splitN_validation/scores.npz` (final.keras on the held-out
+        validation videos), or None when the run has none.
     """
 
     model_dir: str
@@ -159,6 +178,7 @@ class TrainResult:
     history: list
     resumed_from_epoch: int
     num_replicas: int
+    validation_scores_path: str = None
 
 
 def load_run_config(model_dir):
@@ -171,24 +191,57 @@ def load_run_config(model_dir):
 
 # --- data --------------------------------------------------------------------------------------------------
 
-def open_indices(config, subsets=("train", "test")):
-    """The dataset indices (`DatasetIndex`) of the split's lists named in `subsets`, in that order.
+SUBSETS = ("train", "validation", "test")
+VALIDATION_LIST_NAME = "validation_list.txt"
+
+
+def split_lists(config):
+    """The split's entries of each subset: `{"train", "validation", "test"}` -> tuple of `SplitEntry`.
+
+    "train" is the training list without the held-out validation videos; "validation" is None when the
+    config holds none out (`validation_split` 0 and no `validation_list`). Only the split files are read.
 
     Raises:
-      UserError: unreadable split files, or split entries whose frame folders are not under frames_root.
+      UserError: unreadable split files, a video in both the training and the test list, both ways of
+        holding out given, a bad validation fraction or list.
     """
-    from two_stream_tf.data.index import build_index
+    from two_stream_tf.data import holdout
     from two_stream_tf.data.splits import load_split
     split = load_split(config.split_dir, config.split, class_subset=config.class_subset, dataset=config.dataset)
-    return tuple(build_index(config.frames_root, split.subset(subset), split.classes, layout=config.layout,
-                             cache=config.index_cache) for subset in subsets)
+    if config.validation_list and config.validation_split:
+        raise UserError(f"validation_split={config.validation_split:g} and validation_list={config.validation_list} "
+                        "both given: hold validation videos out one way")
+    train, validation = split.train, None
+    if config.validation_list:
+        train, validation = holdout.holdout_from_list(split.train, config.validation_list, split.classes,
+                                                      test_entries=split.test,
+                                                      check_labels=config.class_subset is None)
+    elif config.validation_split:
+        train, validation = holdout.holdout_by_fraction(split.train, config.validation_split, seed=config.seed,
+                                                        classes=split.classes)
+    return {"train": train, "validation": validation, "test": split.test, "classes": split.classes}
 
 
-def head(index, count):
-    """The first `count` videos of an index (all when `count` is 0 or larger than the index)."""
-    if not count or count >= len(index):
-        return index
-    return dataclasses.replace(index, entries=tuple(index.entries[:count]))
+def open_indices(config, subsets=("train", "validation")):
+    """The dataset indices (`DatasetIndex`) of the subsets named, in that order.
+
+    Subsets are "train" (the training list without the validation videos), "validation" (the held-out
+    training videos; None when the config holds none out) and "test". Only the frame folders of the subsets
+    named are opened: training asks for ("train", "validation") and never reads the test list's videos.
+
+    Raises:
+      UserError: see `split_lists`, an unknown subset, or split entries whose frame folders are broken or
+        not under frames_root.
+    """
+    from two_stream_tf.data.index import build_index
+    unknown = [subset for subset in subsets if subset not in SUBSETS]
+    if unknown:
+        raise UserError(f"unknown subset {unknown[0]!r}; one of {', '.join(SUBSETS)}")
+    lists = split_lists(config)
+    return tuple(None if lists[subset] is None else
+                 build_index(config.frames_root, lists[subset], lists["classes"], layout=config.layout,
+                             cache=config.index_cache)
+                 for subset in subsets)
 
 
 def _data_options(config):
@@ -269,7 +322,7 @@ def _load_stream(path, which):
     from two_stream_tf.models import load_model
     found = checkpoints.find_model_file(path) if path else None
     if found is None:
-        raise UserError(f"{which}: no trained model at {path!r} (a .keras file or a model_dir with best.keras)")
+        raise UserError(f"{which}: no trained model at {path!r} (a .keras file or a model_dir with final.keras)")
     return load_model(found, compile=False)
 
 
@@ -460,7 +513,8 @@ def train(config, *, strategy=None, indices=None, flags_text=None):
     Args:
       config: a `TrainConfig`.
       strategy: a `tf.distribute.Strategy` (default: `create_strategy(config.strategy, config.tpu)`).
-      indices: `(train_index, test_index)` already opened (default: `open_indices(config)`).
+      indices: `(train_index, validation_index)` already opened (default: `open_indices(config)`); the
+        validation index may be None (no validation).
       flags_text: the command-line flags used, saved as `model_dir/flags.cfg` (flagfile format).
 
     Returns:
@@ -495,7 +549,7 @@ def train(config, *, strategy=None, indices=None, flags_text=None):
 def _train_locked(config, strategy, indices, flags_text, chief):
     model_dir = config.model_dir
     replicas = strategy.num_replicas_in_sync
-    train_index, test_index = indices if indices is not None else open_indices(config)
+    train_index, val_index = indices if indices is not None else open_indices(config)
     if len(train_index) == 0:
         raise UserError(f"the training list of split {config.split} in {config.split_dir} has no videos")
     num_classes = len(train_index.classes)
@@ -529,6 +583,10 @@ def _train_locked(config, strategy, indices, flags_text, chief):
             atomic.write_text(storage.join(model_dir, CONFIG_NAME), json.dumps(run, indent=2) + "\n")
             if flags_text is not None:
                 atomic.write_text(storage.join(model_dir, "flags.cfg"), flags_text)
+            if val_index is not None:
+                from two_stream_tf.data.holdout import format_list
+                atomic.write_text(storage.join(model_dir, VALIDATION_LIST_NAME),
+                                  format_list(_split_entries_of(val_index)))
 
         with strategy.scope():
             model = build_model(config, num_classes, image_size)
@@ -555,15 +613,18 @@ def _train_locked(config, strategy, indices, flags_text, chief):
                               image_size=image_size, repeat=True, start_batch=initial_epoch * steps_per_epoch)
         train_data = strategy.distribute_datasets_from_function(train_fn)
         validation_data = validation_steps = None
-        val_index = head(test_index, config.validation_videos)
-        if config.validation and len(val_index):
-            # One pass over the test list per validation; on a cluster, an endless dataset and a fixed step
+        per_epoch_index = None
+        if val_index is not None and len(val_index):
+            from two_stream_tf.data.holdout import stratified_index
+            per_epoch_index = stratified_index(val_index, config.validation_videos, seed=config.seed)
+        if config.validation and per_epoch_index is not None:
+            # One pass over the validation videos per validation; on a cluster, an endless dataset and a fixed step
             # count instead, since workers whose shards ran dry at different steps would stall the all-reduce.
             cluster = strategy_lib.task_info(strategy)[0] is not None
-            val_fn = dataset_fn(config, val_index, training=False, rgb_normalization=rgb_normalization,
+            val_fn = dataset_fn(config, per_epoch_index, training=False, rgb_normalization=rgb_normalization,
                                 image_size=image_size, repeat=True if cluster else None)
             validation_data = strategy.distribute_datasets_from_function(val_fn)
-            validation_steps = max(1, math.ceil(len(val_index) / config.batch_size)) if cluster else None
+            validation_steps = max(1, math.ceil(len(per_epoch_index) / config.batch_size)) if cluster else None
 
         run_callbacks = [
             backup,
@@ -577,8 +638,12 @@ def _train_locked(config, strategy, indices, flags_text, chief):
         if config.tensorboard_images and chief:
             samples, _ = _numpy_batch(train_fn, 4)
             validation = None
-            if len(val_index):
-                small = dataset_fn(config, head(val_index, 64), training=False, rgb_normalization=rgb_normalization,
+            if per_epoch_index is not None and validation_data is not None:
+                # The confusion matrix of a stratified 64 videos: the lists are sorted by class, so their
+                # first 64 would show one or two classes.
+                from two_stream_tf.data.holdout import stratified_index
+                subset = stratified_index(per_epoch_index, 64, seed=config.seed)
+                small = dataset_fn(config, subset, training=False, rgb_normalization=rgb_normalization,
                                    image_size=image_size, batch_size=min(config.batch_size, 16), repeat=False)
                 validation = _numpy_batch(small, 64)
             run_callbacks.append(callbacks.TensorBoardImages(
@@ -598,7 +663,13 @@ def _train_locked(config, strategy, indices, flags_text, chief):
                                     callbacks=run_callbacks, verbose=config.verbose, shuffle=False)
             trained_epochs = list(history.epoch)
         # Order matters for a kill at any point: final.keras, then the done marker, then the backup goes.
-        checkpoints.save_model(model, storage.join(write_dir, checkpoints.FINAL_NAME))
+        final = storage.join(write_dir, checkpoints.FINAL_NAME)
+        checkpoints.save_model(model, final)
+        scores_path = None
+        if chief and config.validation_scores and val_index is not None and len(val_index):
+            # Before the done marker: a kill while scoring resumes at the last epoch and scores again.
+            scores_path = score_validation(config, final, val_index, image_size=image_size,
+                                           rgb_normalization=rgb_normalization)
         if chief:
             run_folder.mark_done(model_dir, {"epochs": epochs, "total_steps": epochs * steps_per_epoch,
                                              "optimizer_steps": int(model.optimizer.iterations.numpy()),
@@ -614,4 +685,43 @@ def _train_locked(config, strategy, indices, flags_text, chief):
     best = storage.join(model_dir, checkpoints.BEST_NAME)
     return TrainResult(model_dir=model_dir, final_path=storage.join(model_dir, checkpoints.FINAL_NAME),
                        best_path=best if storage.isfile(best) else None, history=rows,
-                       resumed_from_epoch=backup.restored[0] if backup.restored else None, num_replicas=replicas)
+                       resumed_from_epoch=backup.restored[0] if backup.restored else None, num_replicas=replicas,
+                       validation_scores_path=scores_path)
+
+
+def evaluation_dir(model_dir, split, subset):
+    """Where a run's scores of a subset go: `<model_dir>/evaluation_split<N>_<subset>` (as `evaluate` writes)."""
+    return storage.join(model_dir, f"evaluation_split{int(split)}_{subset}")
+
+
+def score_validation(config, model_path, val_index, *, image_size, rgb_normalization):
+    """Scores a model file on the validation videos by the test protocol; writes the evaluation report.
+
+    The scores are what `two-stream fuse --fit_on` fits fusion weights on before applying them to the test
+    scores of the same models, so fusion weights are never chosen on test videos.
+
+    Returns:
+      The path of the written `scores.npz` (in `evaluation_dir(model_dir, split, "validation")`).
+    """
+    from two_stream_tf.evaluation import protocol, report
+    from two_stream_tf.models import load_model
+    model = load_model(model_path, compile=False)
+    scores = protocol.evaluate(model, val_index, config.stream, image_size=image_size,
+                               num_snippets=config.protocol_snippets, crops=config.protocol_crops,
+                               stack_length=config.stack_length, rgb_normalization=rgb_normalization,
+                               progress=config.verbose == 1)
+    output_dir = evaluation_dir(storage.dirname(model_path), config.split, "validation")
+    report.write_report(output_dir, scores, title=f"{config.stream} split {config.split} validation",
+                        protocol={"model": model_path, "snippets": config.protocol_snippets,
+                                  "crops": config.protocol_crops, "subset": "validation", "split": config.split,
+                                  "stream": config.stream})
+    return storage.join(output_dir, report.SCORES_NAME)
+
+
+def _split_entries_of(index):
+    # Index entries carry the folder path (`<Class>/<video>` or `<video>`); the list file names the video
+    # as the split files do, `<Class>/<video>.avi`.
+    from two_stream_tf.data.splits import SplitEntry
+    classes = index.classes
+    return [SplitEntry(video=os.path.basename(entry.video), label=entry.label,
+                       path=f"{classes[entry.label]}/{os.path.basename(entry.video)}.avi") for entry in index.entries]
