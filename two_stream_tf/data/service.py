@@ -43,6 +43,11 @@ Several trainer processes (`MultiWorkerMirroredStrategy`) that should split one 
 them pass the same `job_name`; without one, each trainer gets its own job (in evaluation: each trainer
 would see every video). A job name must not be reused by another training run on the same service.
 
+The service has no authentication: whoever reaches a server's port can have it run any dataset graph,
+reading and writing files as the server's user. `start_dispatcher` and `start_worker` therefore listen
+on 127.0.0.1 unless `bind` names another address of the machine (a private network's interface) or "*"
+(every interface); TensorFlow itself offers no such option, see `two_stream_tf.listen_address`.
+
 Workers run the pipeline's *graph* in another process: a pipeline that calls Python
 (`tf.py_function`, `tf.numpy_function`) cannot run there, which `distribute_dataset` checks up front.
 The pipelines' default handling of corrupt JPEGs (skip, count and name them) calls Python; build
