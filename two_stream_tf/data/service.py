@@ -279,8 +279,10 @@ def start_worker(dispatcher, port=0, host=None, bind=LOOPBACK):
 
 def bound_port(server):
     """The port a `DispatchServer` or `WorkerServer` listens on."""
-    # A WorkerServer publishes it only as its private `_address` ("localhost:PORT").
-    address = server.target if isinstance(server, tf.data.experimental.service.DispatchServer) else server._address  # pylint: disable=protected-access
+    if isinstance(server, tf.data.experimental.service.DispatchServer):
+        address = server.target
+    else:  # a WorkerServer publishes its port only as its private `_address` ("localhost:PORT")
+        address = server._address  # pylint: disable=protected-access
     return int(address.rsplit(":", 1)[1])
 
 
