@@ -178,6 +178,16 @@ def test_servers_in_this_process_listen_on_loopback_unless_bound_elsewhere():
     dispatcher.stop()
 
 
+def test_a_server_that_cannot_listen_names_the_address_and_port():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(UserError, match=rf"cannot start the tf.data service dispatcher on 127.0.0.1, port {port}: "
+                           r".*\(is 127.0.0.1 an address of this machine, and the port free\?\)"):
+            service.start_dispatcher(port)
+
+
 @needs_proc_net
 def test_the_dispatcher_and_workers_listen_on_127_0_0_1_only_by_default(local_service):
     assert local_service.address.startswith("grpc://127.0.0.1:")

@@ -247,7 +247,7 @@ def start_dispatcher(port=0, work_dir=None, job_gc_timeout=None, bind=LOOPBACK):
     native.load()  # the pipelines' custom ops, which the graphs it receives may hold
     config = tf.data.experimental.service.DispatcherConfig(
         port=int(port), work_dir=work_dir, fault_tolerant_mode=work_dir is not None, **gc)
-    return _start(tf.data.experimental.service.DispatchServer, config, f"dispatcher on port {port}", bind)
+    return _start(tf.data.experimental.service.DispatchServer, config, "dispatcher", bind, port)
 
 
 def start_worker(dispatcher, port=0, host=None, bind=LOOPBACK):
@@ -274,7 +274,7 @@ def start_worker(dispatcher, port=0, host=None, bind=LOOPBACK):
     config = tf.data.experimental.service.WorkerConfig(
         dispatcher_address=f"{host_name}:{dispatcher_port}", worker_address=f"{host}:%port%", port=int(port),
         data_transfer_address=f"{host}:%dts_port%")
-    return _start(tf.data.experimental.service.WorkerServer, config, f"worker on port {port}", bind)
+    return _start(tf.data.experimental.service.WorkerServer, config, "worker", bind, port)
 
 
 def bound_port(server):
@@ -286,13 +286,15 @@ def bound_port(server):
     return int(address.rsplit(":", 1)[1])
 
 
-def _start(server_class, config, what, bind):
+def _start(server_class, config, what, bind, port):
     try:
         with listening_on(bind):
             server = server_class(config)
     except (tf.errors.OpError, RuntimeError) as error:
         message = getattr(error, "message", str(error))
-        raise UserError(f"cannot start the tf.data service {what} on {bind}: {message}") from None
+        where = "every interface" if bind == "*" else bind
+        hint = "is the port free?" if bind == "*" else f"is {bind} an address of this machine, and the port free?"
+        raise UserError(f"cannot start the tf.data service {what} on {where}, port {port}: {message} ({hint})") from None
     try:
         check_listening(bound_port(server), bind, f"tf.data service {what}")
     except UserError:
