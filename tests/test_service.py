@@ -142,7 +142,8 @@ def test_sources_the_service_cannot_split_are_named():
     (["data-service", "worker", "--dispatcher", "node07"], "--dispatcher 'node07' is not HOST:PORT"),
     (["data-service", "dispatcher", "--port", "70000"], "port 70000 is outside 0..65535"),
     (["data-service", "dispatcher", "--job-gc-timeout", "0"], "argument --job-gc-timeout: '0' must be positive"),
-    (["data-service", "dispatcher", "--bind", "node07"], "argument --bind: 'node07' is not an IP address of this machine"),
+    (["data-service", "dispatcher", "--bind", "node07"],
+     "argument --bind: 'node07' is not an IP address of this machine"),
     (["data-service", "worker", "--dispatcher", "127.0.0.1:5050", "--bind", "127.0.0.300"],
      "argument --bind: '127.0.0.300' is not an IP address"),
     (["data-service", "worker", "--dispatcher", "127.0.0.1:5050", "--stop-timeout", "-1"],
@@ -175,6 +176,16 @@ def test_servers_in_this_process_listen_on_loopback_unless_bound_elsewhere():
     assert _listening_sockets(service.bound_port(worker)) == {"127.0.0.2"}
     worker.stop()
     dispatcher.stop()
+
+
+def test_a_server_that_cannot_listen_names_the_address_and_port():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(UserError, match=rf"cannot start the tf.data service dispatcher on 127.0.0.1, port {port}: "
+                           r".*\(is 127.0.0.1 an address of this machine, and the port free\?\)"):
+            service.start_dispatcher(port)
 
 
 @needs_proc_net
@@ -217,8 +228,8 @@ def test_a_worker_whose_dispatcher_is_gone_ends_within_its_stop_timeout(tmp_path
     # stopping; --stop-timeout bounds that, and says so in the worker's log.
     port = free_port("127.0.0.3")
     dispatcher = ServerProcess(["dispatcher", "--port", str(port), "--bind", "127.0.0.3"], str(tmp_path / "d.log"))
-    worker = ServerProcess(["worker", "--dispatcher", f"127.0.0.3:{port}", "--bind", "127.0.0.3", "--stop-timeout", "5"],
-                           str(tmp_path / "w.log"))
+    worker = ServerProcess(["worker", "--dispatcher", f"127.0.0.3:{port}", "--bind", "127.0.0.3",
+                            "--stop-timeout", "5"], str(tmp_path / "w.log"))
     try:
         dispatcher.wait_for("listening on", 180)
         worker.wait_for("registered with the dispatcher", 180)

@@ -43,6 +43,11 @@ Several trainer processes (`MultiWorkerMirroredStrategy`) that should split one 
 them pass the same `job_name`; without one, each trainer gets its own job (in evaluation: each trainer
 would see every video). A job name must not be reused by another training run on the same service.
 
+The service has no authentication: whoever reaches a server's port can have it run any dataset graph,
+reading and writing files as the server's user. `start_dispatcher` and `start_worker` therefore listen
+on 127.0.0.1 unless `bind` names another address of the machine (a private network's interface) or "*"
+(every interface); TensorFlow itself offers no such option, see `two_stream_tf.listen_address`.
+
 Workers run the pipeline's *graph* in another process: a pipeline that calls Python
 (`tf.py_function`, `tf.numpy_function`) cannot run there, which `distribute_dataset` checks up front.
 The pipelines' default handling of corrupt JPEGs (skip, count and name them) calls Python; build
@@ -242,7 +247,7 @@ def start_dispatcher(port=0, work_dir=None, job_gc_timeout=None, bind=LOOPBACK):
     native.load()  # the pipelines' custom ops, which the graphs it receives may hold
     config = tf.data.experimental.service.DispatcherConfig(
         port=int(port), work_dir=work_dir, fault_tolerant_mode=work_dir is not None, **gc)
-    return _start(tf.data.experimental.service.DispatchServer, config, f"dispatcher on port {port}", bind)
+    return _start(tf.data.experimental.service.DispatchServer, config, "dispatcher", bind, port)
 
 
 def start_worker(dispatcher, port=0, host=None, bind=LOOPBACK):
@@ -269,23 +274,27 @@ def start_worker(dispatcher, port=0, host=None, bind=LOOPBACK):
     config = tf.data.experimental.service.WorkerConfig(
         dispatcher_address=f"{host_name}:{dispatcher_port}", worker_address=f"{host}:%port%", port=int(port),
         data_transfer_address=f"{host}:%dts_port%")
-    return _start(tf.data.experimental.service.WorkerServer, config, f"worker on port {port}", bind)
+    return _start(tf.data.experimental.service.WorkerServer, config, "worker", bind, port)
 
 
 def bound_port(server):
     """The port a `DispatchServer` or `WorkerServer` listens on."""
-    # A WorkerServer publishes it only as its private `_address` ("localhost:PORT").
-    address = server.target if isinstance(server, tf.data.experimental.service.DispatchServer) else server._address  # pylint: disable=protected-access
+    if isinstance(server, tf.data.experimental.service.DispatchServer):
+        address = server.target
+    else:  # a WorkerServer publishes its port only as its private `_address` ("localhost:PORT")
+        address = server._address  # pylint: disable=protected-access
     return int(address.rsplit(":", 1)[1])
 
 
-def _start(server_class, config, what, bind):
+def _start(server_class, config, what, bind, port):
     try:
         with listening_on(bind):
             server = server_class(config)
     except (tf.errors.OpError, RuntimeError) as error:
         message = getattr(error, "message", str(error))
-        raise UserError(f"cannot start the tf.data service {what} on {bind}: {message}") from None
+        where = "every interface" if bind == "*" else bind
+        hint = "is the port free?" if bind == "*" else f"is {bind} an address of this machine, and the port free?"
+        raise UserError(f"cannot start the tf.data service {what} on {where}, port {port}: {message} ({hint})") from None
     try:
         check_listening(bound_port(server), bind, f"tf.data service {what}")
     except UserError:
