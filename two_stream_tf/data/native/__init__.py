@@ -1,7 +1,7 @@
 """The pipelines' compiled training-view kernels: built on first use, cached, and optional.
 
-`flow_stacks_op()` and `rgb_views_op()` return the `TwoStreamFlowStacks` and `TwoStreamRgbViews` ops (see
-`views.cc`), compiling them the first time with the C++ compiler (`$CXX`, else `g++` or `c++`) against
+`flow_stacks_op()`, `rgb_views_op()` and `jpeg_sizes_op()` return the `TwoStreamFlowStacks`,
+`TwoStreamRgbViews` and `TwoStreamJpegSizes` ops (see `views.cc`), compiling them the first time with the C++ compiler (`$CXX`, else `g++` or `c++`) against
 the installed TensorFlow's headers and libraries, which every TensorFlow wheel ships for custom ops. The shared library is cached in
 `$TWO_STREAM_TF_CACHE` (default `~/.cache/two_stream_tf`), keyed by the source, the TensorFlow version and
 the CPU (it is built with `-march=native`), so later processes load it in milliseconds. It is compiled
@@ -72,6 +72,10 @@ def build_command(cxx, source, output):
     if library is None:
         raise RuntimeError(f"no libtensorflow_cc in {library_dir}")
     flags = ["-std=c++17", "-O3", "-march=native", "-fPIC", "-shared", "-w"]
+    if "avx512_fp16" in _cpu_signature().split():
+        # On CPUs with AVX512-FP16, -march=native enables Eigen's FP16 packet code, which the Eigen headers
+        # TensorFlow ships do not compile with GCC 12; the kernels use no half-precision arithmetic.
+        flags.append("-mno-avx512fp16")
     return ([cxx, *flags, str(source), "-o", str(output), *tf.sysconfig.get_compile_flags(),
              *tf.sysconfig.get_link_flags(), str(library), f"-Wl,-rpath,{library_dir}"])
 
@@ -113,8 +117,9 @@ def flow_stacks_op():
     """The `TwoStreamFlowStacks` op as a Python function, or None when the kernels cannot be used here.
 
     The op: `(contents string [N, 2L], windows int32 [N, 4], flips bool [N], keep bool [N], image_size,
-    low, high) -> float32 [N, image_size, image_size, 2L]`, the training view of each stack as
-    `augment.flow_view` makes it (zeros where `keep` is false).
+    low, high) -> (stacks float32 [N, image_size, image_size, 2L], failed bool [N, 2L])`: the training view
+    of each stack as `augment.flow_view` makes it (zeros where `keep` is false), and the planes of kept
+    stacks it could not decode in their window (damaged data, another size; that stack is zeros).
     """
     library = load()
     return None if library is None else library.two_stream_flow_stacks
@@ -126,10 +131,21 @@ def rgb_views_op():
     The op: `(contents string [N], windows int32 [N, 4], flips bool [N], keep bool [N], image_size,
     scale, shift, bgr) -> float32 [N, image_size, image_size, 3]`, the training view of each frame as
     `augment.rgb_view` makes it for a normalisation `out = v * scale[c] + shift[c]` of the resized 0..255
-    values (in B, G, R order when `bgr`; see `augment.rgb_affine`), zeros where `keep` is false.
+    values (in B, G, R order when `bgr`; see `augment.rgb_affine`), zeros where `keep` is false; and a
+    second output `failed bool [N]`: kept frames it could not decode in their window (their view is zeros).
     """
     library = load()
     return None if library is None else library.two_stream_rgb_views
+
+
+def jpeg_sizes_op():
+    """The `TwoStreamJpegSizes` op as a Python function, or None when the kernels cannot be used here.
+
+    The op: `contents string [...] -> int32 [..., 2]`, each JPEG's height and width read by libjpeg's
+    header parser, 0, 0 where it rejects the header (where `tf.image.extract_jpeg_shape` raises).
+    """
+    library = load()
+    return None if library is None else library.two_stream_jpeg_sizes
 
 
 def load():
