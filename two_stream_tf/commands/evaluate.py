@@ -8,6 +8,11 @@ given on the command line come from the run's `train_config.json`. Writes to `--
 `<model_dir>/evaluation_split<N>_<subset>`): `scores.npz` (per-video softmax averages, plain arrays),
 `metrics.json` (top-1, top-5, mean class accuracy, confusion matrix), `per_class_accuracy.json`,
 `confusion_matrix.png` and `flags.cfg`.
+
+A frame that cannot be decoded (empty, truncated, a damaged header, another size than the rest of its
+flow stack) does not stop the evaluation: its view is left out of the video's average, and every video
+that lost views is listed (in metrics.json and on the console) with how many; a video left with none is
+scored uniform and counted as wrong. `--strict` stops at the first such file instead, naming it (exit 2).
 """
 import os
 
@@ -88,9 +93,17 @@ def main(argv, prog="two-stream evaluate"):
     output_dir = fv.output_dir or os.path.join(run_dir, f"evaluation_split{config.split}_{fv.subset}")
     print(f"{prog}: {model_file} on {len(index)} {fv.subset} videos of split {config.split}, "
           f"{fv.test_snippets} snippets x {crops} crops", flush=True)
-    scores = protocol.evaluate(model, index, values["stream"], image_size=image_size,
-                               num_snippets=fv.test_snippets, crops=crops, batch_size=fv.eval_batch_size,
-                               stack_length=values["stack_length"], rgb_normalization=rgb_normalization)
+    import tensorflow as tf
+    try:
+        scores = protocol.evaluate(model, index, values["stream"], image_size=image_size,
+                                   num_snippets=fv.test_snippets, crops=crops, batch_size=fv.eval_batch_size,
+                                   stack_length=values["stack_length"], rgb_normalization=rgb_normalization,
+                                   strict=fv.strict)
+    except tf.errors.InvalidArgumentError as error:
+        failure = common.strict_failure(error)
+        if failure is None:
+            raise
+        raise failure from None
     result = report.write_report(
         output_dir, scores, title=f"{values['stream']} split {config.split}",
         protocol={"model": model_file, "snippets": fv.test_snippets, "crops": crops, "subset": fv.subset,
@@ -98,6 +111,13 @@ def main(argv, prog="two-stream evaluate"):
     from two_stream_tf.training import atomic
     atomic.write_text(os.path.join(output_dir, "flags.cfg"), fv.flags_into_string())
     print(f"{prog}: {result.summary()}")
+    lost = report.unreadable_videos(scores)
+    if lost:
+        views = fv.test_snippets * crops
+        print(f"{prog}: {len(lost)} video(s) with unreadable frames, their views left out of the average:")
+        for video, count, unscored in lost:
+            note = "  unscored: no view decoded, counted as wrong" if unscored else ""
+            print(f"  {video:<40} {count:4d} of {views} views unreadable{note}")
     if len(index.classes) <= 20:
         for name, accuracy in result.per_class.items():
             shown = "  n/a" if accuracy is None else f"{100 * accuracy:6.2f} %"

@@ -6,6 +6,11 @@
 
 absl flags (see `--help`), also from `--flagfile`; the experiments scripts `experiments/train_*.py` run
 this command. Rerunning the same command after a crash resumes from the backup in `--model_dir`.
+
+A training sample with a frame that cannot be decoded (empty, truncated, a damaged header, another size
+than the rest of its stack) is skipped and counted; each epoch that skipped any prints one line naming
+the files, and log.csv has the count (`skipped_samples`). `--strict` stops at the first such file
+instead, naming it (exit 2); the last epoch's backup is kept, so a rerun after fixing it resumes.
 """
 import os
 
@@ -75,7 +80,7 @@ def config_from_flags(fv):
         label_smoothing=fv.label_smoothing, clip_norm=fv.clip_norm, mixed_precision=fv.mixed_precision,
         jit_compile=fv.jit_compile, strategy=fv.strategy, tpu=fv.tpu, seed=fv.seed,
         deterministic=fv.deterministic, shuffle_buffer=fv.shuffle_buffer, data_threads=fv.data_threads,
-        tf_data_service=fv.tf_data_service,
+        tf_data_service=fv.tf_data_service, strict=fv.strict,
         validation=fv.validation, validation_freq=fv.validation_freq, validation_videos=fv.validation_videos,
         checkpoint_every=fv.checkpoint_every, backup_every_steps=fv.backup_every_steps,
         tensorboard_images=fv.tensorboard_images, verbose=fv.verbose)
@@ -122,7 +127,14 @@ def main(argv, stream=None, prog="two-stream train"):
     print(f"{prog}: {config.stream} stream, {len(indices[0])} training / {len(indices[1])} test videos, "
           f"{len(indices[0].classes)} classes, {strategy.num_replicas_in_sync} replica(s) "
           f"({type(strategy).__name__}), global batch {config.batch_size}", flush=True)
-    result = fit.train(config, strategy=strategy, indices=indices, flags_text=fv.flags_into_string())
+    import tensorflow as tf
+    try:
+        result = fit.train(config, strategy=strategy, indices=indices, flags_text=fv.flags_into_string())
+    except tf.errors.InvalidArgumentError as error:
+        failure = common.strict_failure(error)
+        if failure is None:
+            raise
+        raise failure from None
     if result.history:
         last = result.history[-1]
         shown = "  ".join(f"{k} {v:.4f}" for k, v in sorted(last.items()) if k != "epoch" and v is not None)

@@ -23,12 +23,13 @@ When a file is unreadable:
   the video's score instead (see `pipelines`);
 - with `strict=True` iterating raises `tf.errors.InvalidArgumentError` whose message names the file.
 
-The compiled training kernels (`native`) read the frame size of a sample's first file with libjpeg's own
-header parser and report every file they then fail to decode (damaged tables, a size that differs), so
-on that path nothing the decoder rejects stops training. Damaged compressed data after an intact header
+Where the compiled training kernels (`native`) make the views, the header check is libjpeg's own header
+parser (one op for a sample's files) and the kernels report every file they then fail to decode, so on
+that path nothing the decoder rejects stops training. Damaged compressed data after an intact header
 still decodes on both paths (libjpeg warns and the picture is damaged).
 """
 import logging
+import re
 import threading
 
 import tensorflow as tf
@@ -75,8 +76,8 @@ class DecodeStats:
             self._skipped += 1
             self._files.extend(files)
         for name in files:
-            logger.warning("skipping a sample: unreadable JPEG (corrupt, truncated, damaged header or "
-                           "another size) %s", name)
+            logger.warning("unreadable JPEG (corrupt, truncated, damaged header or another size), its training "
+                           "sample skipped or its test view left out: %s", name)
 
     def reset(self):
         """Sets the counts back to zero."""
@@ -287,6 +288,24 @@ def assert_readable(names, complete):
     """An op that raises `InvalidArgumentError` naming the files whose flag in `complete` is false."""
     return tf.debugging.Assert(tf.reduce_all(complete), [CORRUPT_MESSAGE, bad_files(names, complete)],
                                summarize=20)
+
+
+def unreadable_files(error):
+    """The files named by a strict pipeline's error about unreadable files, or None for other errors.
+
+    Args:
+      error: an exception, usually the `tf.errors.InvalidArgumentError` iterating a `strict=True`
+        dataset raised.
+
+    Returns:
+      The file names (a list of str, in the order the error gives them), or None.
+    """
+    message = str(getattr(error, "message", None) or error)
+    found = re.search(re.escape(CORRUPT_MESSAGE) + r"\] \[(.*?)\]", message, re.DOTALL)
+    if found is None:
+        return None
+    # Assert prints a string tensor's elements separated by spaces, each quoted when it holds one.
+    return [name.strip('"') for name in found.group(1).split()] or None
 
 
 def _strict_placeholder(names, complete, placeholder):

@@ -44,8 +44,8 @@ import random
 import tensorflow as tf
 
 from two_stream_tf.data import augment, native, sampling, sources
-from two_stream_tf.data.decode import (DecodeStats, assert_readable, check_frames, decode_frames, guarded,
-                                       jpeg_looks_complete, keep_or_report)
+from two_stream_tf.data.decode import (DecodeStats, assert_readable, check_frames, common_size, decode_frames,
+                                       guarded, jpeg_looks_complete, keep_or_report)
 
 _CHANNELS = {"rgb": 3}
 
@@ -273,7 +273,7 @@ def _finish_batch(spec, x, label, names, complete, stats, readable=None):
     x = x if len(spec.streams) > 1 else x[spec.streams[0]]
     if spec.strict:  # a file that failed the check already raised; one a kernel could not decode raises here
         with tf.control_dependencies([assert_readable(names, complete)]):
-            return tf.nest.map_structure(tf.identity, (x, label))
+            return tf.nest.map_structure(tf.identity, (x, label) if readable is None else (x, label, readable))
     if spec.readable_mask:
         with tf.control_dependencies([keep_or_report(names, complete, stats, per_sample=True)]):
             return x, label, tf.identity(readable)
@@ -366,15 +366,14 @@ def _native(spec, stream):
 def _check(spec, stream, data):
     """The check before decoding of one stream's files of a sample: (readable bool `(k,)`, size `(2,)`).
 
-    Where a kernel makes the views, only the first file's header is read here (by libjpeg, for the crop
-    window) and the others are only checked for truncation: the kernel reports any it cannot decode, so
-    the full header walk of `check_frames` is not paid per sample."""
+    Where a kernel makes the views, libjpeg's header parser gives the sizes (one cheap op for all files)
+    in place of the header walk of `check_frames`, and the kernel reports any file it then cannot decode."""
     if not _native(spec, stream):
         return check_frames(data)
-    size = spec.native_sizes(data[:1])[0]
-    first = tf.reduce_all(size > 0)
-    readable = jpeg_looks_complete(data) & tf.concat([first[None], tf.ones_like(data[1:], tf.bool)], 0)
-    return readable, size
+    sizes = spec.native_sizes(data)
+    readable = jpeg_looks_complete(data) & tf.reduce_all(sizes > 0, 1)
+    size = common_size(sizes, readable)
+    return readable & tf.reduce_all(tf.equal(sizes, size[None]), 1), size
 
 
 def _stream_views(spec, stream, frames, flip):

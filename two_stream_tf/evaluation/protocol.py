@@ -9,6 +9,13 @@ the softmax scores are averaged per video.
 Recurrent fusion models read a sequence of S snippets; they are scored on S evenly spaced snippets per
 sequence: the test snippets are dealt into interleaved sequences (snippet j goes to sequence j mod m, so
 each sequence spans the whole video), and the scores of all sequences and crops are averaged.
+
+Unreadable frames never stop an evaluation: a view whose files cannot be decoded (empty, truncated, a
+damaged header, a frame of another size than the rest of its flow stack) is left out of its video's
+average (a sequence with such a view is left out whole), and the scores record how many views each video
+lost (`VideoScores.unreadable_views`). A video none of whose views decode keeps its row, with uniform
+scores, and is marked `unscored`: metrics count it as wrong. `strict=True` raises an error naming the
+first unreadable file instead.
 """
 import os
 
@@ -60,6 +67,16 @@ class _Scorer:
         return np.concatenate(outputs)
 
 
+def readable_units(readable, crops, segments=None):
+    """Which of `to_units`' units can be scored: `(B·V,)`, or `(B·m·crops,)` with `segments` (a sequence
+    only when all its snippets are readable), from the views' readable mask `(B, V)`."""
+    readable = tf.convert_to_tensor(readable)
+    if not segments:
+        return tf.reshape(readable, [-1])
+    units = to_units(tf.cast(readable, tf.int32)[..., None, None, None], crops, segments)
+    return tf.reshape(tf.reduce_all(units > 0, axis=1), [-1])
+
+
 def to_units(views, crops, segments=None):
     """Regroups one batch of test views into what the model scores.
 
@@ -88,12 +105,14 @@ def to_units(views, crops, segments=None):
 
 
 def score_videos(model, dataset, entries, classes, *, crops=10, views_per_step=50, progress=True):
-    """Scores every video of a test-mode dataset with the softmax average over its views.
+    """Scores every video of a test-mode dataset with the softmax average over its readable views.
 
     Args:
       model: a stream model (single-frame or TSN segment model), or a two-stream model.
-      dataset: the pipelines' test-mode dataset: elements `(views, labels)`, views `(B, V, H, W, C)` (or a
-        dict of them for two-stream models) in the order of `entries`, `V = snippets × crops`.
+      dataset: the pipelines' test-mode dataset in the order of `entries`: elements `(views, labels,
+        readable)` (built with `readable_mask=True`), or `(views, labels)` when every view is to be
+        used; views `(B, V, H, W, C)` (or a dict of them for two-stream models), `V = snippets × crops`,
+        readable bool `(B, V)`.
       entries: the index entries in dataset order (for the video ids).
       classes: class names.
       crops: crops per snippet (needed to regroup views for recurrent fusion models).
@@ -101,39 +120,57 @@ def score_videos(model, dataset, entries, classes, *, crops=10, views_per_step=5
       progress: show a tqdm bar.
 
     Returns:
-      `VideoScores` with one row per video.
+      `VideoScores` with one row per video, with `unreadable_views` and `unscored` when the dataset gives
+      readable masks.
     """
     scorer = _Scorer(per_view_model(model), views_per_step)
     segments = sequence_length(model)
-    scores, labels = [], []
+    scores, labels, unreadable, unscored = [], [], [], []
     bar = tqdm(total=len(entries), unit="video", desc="evaluating", disable=not progress)
-    for views, batch_labels in dataset:
+    for element in dataset:
+        views, batch_labels = element[:2]
         if isinstance(views, dict):
             units = {key: to_units(value, crops, segments) for key, value in views.items()}
         else:
             units = to_units(views, crops, segments)
         batch = int(batch_labels.shape[0])
         probabilities = scorer(units)
-        scores.append(probabilities.reshape(batch, -1, probabilities.shape[-1]).mean(axis=1))
+        probabilities = probabilities.reshape(batch, -1, probabilities.shape[-1])
+        if len(element) > 2:
+            readable = np.asarray(element[2]).reshape(batch, -1)
+            usable = np.asarray(readable_units(readable, crops, segments)).reshape(batch, -1)
+            unreadable.append(readable.shape[1] - readable.sum(axis=1))
+        else:
+            usable = np.ones(probabilities.shape[:2], bool)
+        counts = usable.sum(axis=1)
+        average = (probabilities * usable[..., None]).sum(axis=1) / np.maximum(counts, 1)[:, None]
+        # A video with no usable view gets uniform scores; `unscored` makes the metrics count it wrong.
+        scores.append(np.where(counts[:, None] > 0, average, 1.0 / len(classes)))
+        unscored.append(counts == 0)
         labels.append(np.asarray(batch_labels).reshape(-1))
         bar.update(batch)
     bar.close()
     scores = np.concatenate(scores) if scores else np.zeros((0, len(classes)))
     labels = np.concatenate(labels) if labels else np.zeros((0,), np.int64)
     if len(labels) != len(entries):
-        raise RuntimeError(f"the test dataset gave {len(labels)} videos for {len(entries)} index entries")
+        raise RuntimeError(f"the test dataset gave {len(labels)} videos for {len(entries)} index entries (build it "
+                           "with readable_mask=True so that videos with unreadable frames are kept)")
     expected = np.array([entry.label for entry in entries])
     if not np.array_equal(expected, labels):
         raise RuntimeError("the test dataset's labels are not in index order")
-    return VideoScores([video_id(e) for e in entries], labels, scores, classes)
+    extra = {}
+    if unreadable:
+        extra = dict(unreadable_views=np.concatenate(unreadable), unscored=np.concatenate(unscored))
+    return VideoScores([video_id(e) for e in entries], labels, scores, classes, **extra)
 
 
 def test_dataset(index, stream, *, image_size, num_snippets=25, crops=10, batch_size=1, stack_length=10,
-                 rgb_normalization="tf"):
-    """The pipelines' test-mode dataset of `index` for a stream ("spatial", "temporal" or "fusion")."""
+                 rgb_normalization="tf", strict=False):
+    """The pipelines' test-mode dataset of `index` for a stream ("spatial", "temporal" or "fusion"):
+    elements `(views, labels, readable)`; with `strict`, an unreadable file raises, naming it."""
     from two_stream_tf.data import pipelines
     common = dict(training=False, batch_size=batch_size, image_size=image_size, num_snippets=num_snippets,
-                  crops=crops, deterministic=True, repeat=False)
+                  crops=crops, deterministic=True, repeat=False, strict=strict, readable_mask=True)
     if stream == "spatial":
         return pipelines.spatial_dataset(index, rgb_normalization=rgb_normalization, **common)
     if stream == "temporal":
@@ -145,7 +182,7 @@ def test_dataset(index, stream, *, image_size, num_snippets=25, crops=10, batch_
 
 
 def evaluate(model, index, stream, *, image_size, num_snippets=25, crops=10, batch_size=1, stack_length=10,
-             rgb_normalization="tf", views_per_step=50, progress=True):
+             rgb_normalization="tf", views_per_step=50, progress=True, strict=False):
     """Scores every video of `index` by the test protocol.
 
     Args:
@@ -160,13 +197,17 @@ def evaluate(model, index, stream, *, image_size, num_snippets=25, crops=10, bat
       rgb_normalization: the backbone's RGB normalisation.
       views_per_step: views per model call.
       progress: tqdm bar.
+      strict: raise `tf.errors.InvalidArgumentError` naming the first unreadable file (`decode`) instead
+        of leaving its view out.
 
     Returns:
-      `VideoScores` (softmax averaged over the views of each video).
+      `VideoScores` (softmax averaged over the readable views of each video, with `unreadable_views` and
+      `unscored`).
     """
     if crops not in CROPS:
         raise ValueError(f"crops must be one of {CROPS}, got {crops}")
     dataset = test_dataset(index, stream, image_size=image_size, num_snippets=num_snippets, crops=crops,
-                           batch_size=batch_size, stack_length=stack_length, rgb_normalization=rgb_normalization)
+                           batch_size=batch_size, stack_length=stack_length, rgb_normalization=rgb_normalization,
+                           strict=strict)
     return score_videos(model, dataset, index.entries, index.classes, crops=crops, views_per_step=views_per_step,
                         progress=progress)

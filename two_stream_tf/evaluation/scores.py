@@ -6,6 +6,11 @@ A score file is an `.npz` of plain arrays, loadable with `np.load(path, allow_pi
   labels   (N,)   int64    0-based true class of each video
   scores   (N, K) float32  softmax averaged over the video's views (rows sum to 1)
   classes  (K,)   str      class names, index = label
+
+and, from an evaluation that met unreadable frames (older files and fused scores may lack them):
+
+  unreadable_views  (N,)  int32  test views of each video left out of its average (files not decodable)
+  unscored          (N,)  bool   videos none of whose views decoded: uniform scores, counted as wrong
 """
 import dataclasses
 import io
@@ -17,6 +22,7 @@ from two_stream_tf.errors import UserError
 from two_stream_tf.training import atomic
 
 _KEYS = ("videos", "labels", "scores", "classes")
+_OPTIONAL_KEYS = ("unreadable_views", "unscored")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -28,12 +34,18 @@ class VideoScores:
       labels: `(N,)` int64 array of 0-based labels.
       scores: `(N, K)` float32 array of class scores (averaged softmax).
       classes: `(K,)` str array of class names.
+      unreadable_views: None, or `(N,)` int32: views of each video whose frames could not be decoded,
+        left out of its average.
+      unscored: None, or `(N,)` bool: videos with no decodable view, whose scores are uniform; metrics
+        count them as wrong.
     """
 
     videos: np.ndarray
     labels: np.ndarray
     scores: np.ndarray
     classes: np.ndarray
+    unreadable_views: np.ndarray = None
+    unscored: np.ndarray = None
 
     def __post_init__(self):
         videos = np.asarray(self.videos, dtype=str).reshape(-1)
@@ -48,6 +60,13 @@ class VideoScores:
             raise ValueError(f"{scores.shape[1]} score columns but {len(classes)} class names")
         if len(labels) and (labels.min() < 0 or labels.max() >= len(classes)):
             raise ValueError(f"labels must lie in [0, {len(classes)}), got {labels.min()}..{labels.max()}")
+        for name, dtype in (("unreadable_views", np.int32), ("unscored", bool)):
+            value = getattr(self, name)
+            if value is not None:
+                value = np.asarray(value).astype(dtype).reshape(-1)
+                if len(value) != len(videos):
+                    raise ValueError(f"{name} has {len(value)} entries for {len(videos)} videos")
+                object.__setattr__(self, name, value)
         object.__setattr__(self, "videos", videos)
         object.__setattr__(self, "labels", labels)
         object.__setattr__(self, "scores", scores)
@@ -69,7 +88,8 @@ class VideoScores:
         """The same scores in the order of `videos` (every id must be present)."""
         position = {video: i for i, video in enumerate(self.videos)}
         order = np.array([position[video] for video in videos], dtype=np.int64)
-        return VideoScores(self.videos[order], self.labels[order], self.scores[order], self.classes)
+        extra = {name: getattr(self, name)[order] for name in _OPTIONAL_KEYS if getattr(self, name) is not None}
+        return VideoScores(self.videos[order], self.labels[order], self.scores[order], self.classes, **extra)
 
 
 def save_scores(path, video_scores):
@@ -80,8 +100,9 @@ def save_scores(path, video_scores):
       video_scores: a `VideoScores`.
     """
     buffer = io.BytesIO()
+    extra = {name: getattr(video_scores, name) for name in _OPTIONAL_KEYS if getattr(video_scores, name) is not None}
     np.savez(buffer, videos=video_scores.videos, labels=video_scores.labels,
-             scores=video_scores.scores, classes=video_scores.classes)
+             scores=video_scores.scores, classes=video_scores.classes, **extra)
     atomic.write_bytes(path, buffer.getvalue())
 
 
@@ -100,7 +121,7 @@ def load_scores(path):
             if missing:
                 raise UserError(f"{path}: not a score file, missing array(s) {', '.join(missing)} "
                                 f"(has {', '.join(data.files) or 'none'})")
-            arrays = {key: data[key] for key in _KEYS}
+            arrays = {key: data[key] for key in _KEYS + _OPTIONAL_KEYS if key in data.files}
     except (OSError, ValueError) as error:
         raise UserError(f"{path}: cannot read as a score file (.npz of plain arrays): {error}") from None
     try:

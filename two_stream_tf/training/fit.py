@@ -31,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from two_stream_tf.errors import UserError
-from two_stream_tf.training import atomic, callbacks, checkpoints, losses, schedules, summaries
+from two_stream_tf.training import atomic, callbacks, checkpoints, data_health, losses, schedules, summaries
 from two_stream_tf.training import strategy as strategy_lib
 
 STREAMS = ("spatial", "temporal", "fusion")
@@ -66,7 +66,8 @@ class TrainConfig:
       strategy (see `two_stream_tf.training.strategy`), tpu, model_dir, seed, deterministic,
       shuffle_buffer, data_threads, tf_data_service (`grpc://HOST:PORT` of a tf.data service dispatcher:
       the training pipeline runs on its workers, see `two_stream_tf.data.service`), validation,
-      validation_freq, validation_videos (0: all),
+      validation_freq, validation_videos (0: all), strict (stop with an error naming the file at the first
+      unreadable frame instead of skipping its sample; always so with tf_data_service),
       checkpoint_every (epochs), backup_every_steps (0: each epoch), tensorboard_images, verbose.
     """
 
@@ -117,6 +118,7 @@ class TrainConfig:
     validation: bool = True
     validation_freq: int = 1
     validation_videos: int = 0
+    strict: bool = False
     checkpoint_every: int = 1
     backup_every_steps: int = 0
     tensorboard_images: bool = True
@@ -191,13 +193,14 @@ def _data_options(config):
 
 
 def dataset_fn(config, index, *, training, rgb_normalization, image_size, num_snippets=None, crops=1,
-               batch_size=None, repeat=None):
+               batch_size=None, repeat=None, stats=None):
     """A function `input_context -> tf.data.Dataset` for `strategy.distribute_datasets_from_function`.
 
     Training elements are `(x, label)` as the model takes them. Validation elements use the test mode of
     the pipelines with `num_snippets` snippets × `crops` crops per video, reshaped to what the training
     model takes: `(B, S, H, W, C)` for TSN segment models (S = num_segments snippets), `(B, H, W, C)`
-    otherwise (one centre snippet).
+    otherwise (one centre snippet). Samples (videos) with unreadable frames are skipped and counted in
+    `stats` (a `DecodeStats`, shared by every pipeline the function makes), unless `config.strict`.
     """
     from two_stream_tf.data import pipelines
 
@@ -207,7 +210,7 @@ def dataset_fn(config, index, *, training, rgb_normalization, image_size, num_sn
     # Workers of a tf.data service cannot call back into this process's Python, so there a corrupt JPEG
     # stops training with an error naming the file instead of being skipped and counted.
     common = dict(batch_size=batch_size, image_size=image_size, seed=config.seed,
-                  deterministic=config.deterministic, strict=bool(service))
+                  deterministic=config.deterministic, strict=bool(service) or bool(config.strict), stats=stats)
     if config.stream == "spatial":
         build, extra = pipelines.spatial_dataset, dict(rgb_normalization=rgb_normalization)
     elif config.stream == "temporal":
@@ -431,8 +434,10 @@ def train(config, *, strategy=None, indices=None, flags_text=None):
             model = build_model(config, num_classes, image_size)
             compile_model(model, config, total_steps, num_classes)
 
+        from two_stream_tf.data.decode import DecodeStats
+        train_stats, validation_stats = DecodeStats(), DecodeStats()
         train_fn = dataset_fn(config, train_index, training=True, rgb_normalization=rgb_normalization,
-                              image_size=image_size, repeat=True)
+                              image_size=image_size, repeat=True, stats=train_stats)
         train_data = strategy.distribute_datasets_from_function(train_fn)
         validation_data = validation_steps = None
         val_index = head(test_index, config.validation_videos)
@@ -441,7 +446,7 @@ def train(config, *, strategy=None, indices=None, flags_text=None):
             # count instead, since workers whose shards ran dry at different steps would stall the all-reduce.
             cluster = strategy_lib.task_info(strategy)[0] is not None
             val_fn = dataset_fn(config, val_index, training=False, rgb_normalization=rgb_normalization,
-                                image_size=image_size, repeat=True if cluster else None)
+                                image_size=image_size, repeat=True if cluster else None, stats=validation_stats)
             validation_data = strategy.distribute_datasets_from_function(val_fn)
             validation_steps = max(1, math.ceil(len(val_index) / config.batch_size)) if cluster else None
 
@@ -458,6 +463,8 @@ def train(config, *, strategy=None, indices=None, flags_text=None):
             os.path.join(model_dir, BACKUP_DIR), save_freq=config.backup_every_steps or "epoch",
             write_dir=os.path.join(write_dir, BACKUP_DIR))
         run_callbacks = [
+            # First, so that the checkpoint, CSV and TensorBoard callbacks see its log values.
+            data_health.SkippedSamplesReport(train_stats, validation_stats),
             backup,
             callbacks.LearningRateLogger(),
             callbacks.EpochCheckpoints(write_dir, monitor="val_top1" if validation_data is not None else "top1",
