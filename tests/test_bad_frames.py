@@ -236,13 +236,16 @@ def test_train_and_evaluate_commands_report_and_strict_fails(tree, tmp_path):
                    "--batch_size=4", "--tensorboard_images=false", "--verbose=2", "--seed=0")
     assert trained.returncode == 0, trained.stderr[-3000:]
     lines = [line for line in trained.stdout.splitlines() if "training sample(s) with unreadable frames" in line]
-    assert [line.split(":")[0] for line in lines] == ["epoch 1", "epoch 2"]
-    assert all("skipped 2 training sample(s)" in line for line in lines), lines
-    assert TRAIN_HEADER_AND_TRUNCATED in lines[0] and TRAIN_SIZES in lines[0]
+    # Two damaged videos per pass over the 12 training videos; the strategy reads a batch or two ahead, so
+    # epoch 1 may count some of pass 2's (and epoch 2 some of pass 3's).
+    counts = {int(line.split(":")[0].split()[1]): int(line.split("skipped ")[1].split()[0]) for line in lines}
+    assert 4 <= sum(counts.values()) <= 6 and counts.get(1, 0) >= 2, lines
+    assert all(TRAIN_HEADER_AND_TRUNCATED in line or TRAIN_SIZES in line for line in lines)
+    assert TRAIN_HEADER_AND_TRUNCATED in "".join(lines) and TRAIN_SIZES in "".join(lines)
     with open(os.path.join(model_dir, "log.csv")) as handle:
         header, *rows = [line.strip().split(",") for line in handle]
     column = header.index("skipped_samples")
-    assert [float(row[column]) for row in rows] == [2.0, 2.0]
+    assert [float(row[column]) for row in rows] == [counts.get(1, 0), counts.get(2, 0)]
 
     evaluated = _run("evaluate", f"--checkpoint={model_dir}", "--test_snippets=5", "--test_crops=1",
                      f"--output_dir={tmp_path / 'evaluation'}")
@@ -262,7 +265,7 @@ def test_train_and_evaluate_commands_report_and_strict_fails(tree, tmp_path):
     strict = _run("evaluate", f"--checkpoint={model_dir}", "--test_snippets=5", "--test_crops=1", "--strict",
                   f"--output_dir={tmp_path / 'strict'}")
     assert strict.returncode == 2, strict.stderr[-3000:]
-    message = strict.stderr.strip().splitlines()[-1]
+    message = next(line for line in strict.stderr.splitlines() if "--strict" in line)
     assert "--strict: unreadable frame" in message and "v_RedTriangle" in message and "Traceback" not in strict.stderr
     assert not os.path.exists(tmp_path / "strict" / report.SCORES_NAME)
 
@@ -270,6 +273,6 @@ def test_train_and_evaluate_commands_report_and_strict_fails(tree, tmp_path):
                         "--backbone=mobilenet", "--backbone_kwargs=alpha=0.25", "--weights=none", "--image_size=32",
                         "--epochs=1", "--batch_size=4", "--tensorboard_images=false", "--verbose=2", "--strict")
     assert strict_train.returncode == 2, strict_train.stderr[-3000:]
-    message = strict_train.stderr.strip().splitlines()[-1]
+    message = next(line for line in strict_train.stderr.splitlines() if "--strict" in line)
     assert "--strict: unreadable frame" in message and (TRAIN_HEADER_AND_TRUNCATED in message
                                                          or TRAIN_SIZES in message), message

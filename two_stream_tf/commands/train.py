@@ -10,7 +10,7 @@ this command. Rerunning the same command after a crash resumes from the backup i
 A training sample with a frame that cannot be decoded (empty, truncated, a damaged header, another size
 than the rest of its stack) is skipped and counted; each epoch that skipped any prints one line naming
 the files, and log.csv has the count (`skipped_samples`). `--strict` stops at the first such file
-instead, naming it (exit 2); the last epoch's backup is kept, so a rerun after fixing it resumes.
+instead, naming it (exit 2).
 """
 import os
 

@@ -52,12 +52,14 @@ class DecodeStats:
     Attributes:
       skipped: number of samples (training elements or test videos) skipped.
       files: the corrupt files, in the order they were met (a file met twice is listed twice).
+      samples: the same files grouped by skipped sample: a tuple of tuples, one per sample.
     """
 
     def __init__(self):
         self._lock = threading.Lock()
         self._skipped = 0
         self._files = []
+        self._samples = []
 
     @property
     def skipped(self):
@@ -69,12 +71,18 @@ class DecodeStats:
         with self._lock:
             return tuple(self._files)
 
+    @property
+    def samples(self):
+        with self._lock:
+            return tuple(self._samples)
+
     def record(self, files):
         """Counts one skipped sample whose corrupt files are `files` (strings) and logs them."""
         files = list(files)
         with self._lock:
             self._skipped += 1
             self._files.extend(files)
+            self._samples.append(tuple(files))
         for name in files:
             logger.warning("unreadable JPEG (corrupt, truncated, damaged header or another size), its training "
                            "sample skipped or its test view left out: %s", name)
@@ -84,6 +92,7 @@ class DecodeStats:
         with self._lock:
             self._skipped = 0
             self._files = []
+            self._samples = []
 
     def __repr__(self):
         return f"DecodeStats(skipped={self.skipped}, files={len(self.files)})"

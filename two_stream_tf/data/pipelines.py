@@ -243,7 +243,7 @@ def _dataset(index, spec, batch_size, deterministic, input_context, repeat, shuf
                              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         samples = views.batch(spec.num_snippets).map(_plain(lambda *snippets: _regroup_views(spec, *snippets)))
     # Batching right after the parallel map lets tf.data fuse the two and copy each sample into its batch
-    # while it is still in cache. Samples with a corrupt file are dropped from their batch afterwards (the
+    # while it is still in cache. Samples with an unreadable file are dropped from their batch afterwards (the
     # batch is one smaller), so the common case pays nothing for the check.
     batches = samples.batch(batch_size)
     if any(_native(spec, stream) for stream in spec.streams):
@@ -252,10 +252,15 @@ def _dataset(index, spec, batch_size, deterministic, input_context, repeat, shuf
         batches = batches.map(_plain(lambda x, label, names, complete: _native_batch(
             spec, x, label, names, complete)), num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     batches = batches.map(_plain(lambda x, label, names, complete, *readable: _finish_batch(
-        spec, x, label, names, complete, stats, *readable)))
-    if not spec.strict and not spec.readable_mask:
-        batches = batches.filter(_plain(lambda x, label: tf.size(label) > 0))
+        spec, x, label, names, complete, *readable)))
     dataset = batches.prefetch(2 if spec.training else 1)
+    if not spec.strict:
+        # Unreadable files are reported as the consumer takes their batch, after the read-ahead, so that
+        # what `model.fit` counts during an epoch is what that epoch trained on.
+        dataset = dataset.map(_plain(lambda x, label, names, complete, *readable: _report(
+            x, label, names, complete, stats, *readable)))
+        if not spec.readable_mask:
+            dataset = dataset.filter(_plain(lambda x, label: tf.size(label) > 0))
     options = tf.data.Options()
     options.deterministic = bool(deterministic) or not spec.training
     # Per-element ops are small; running each on one thread avoids intra-op hand-offs between the cores
@@ -266,24 +271,26 @@ def _dataset(index, spec, batch_size, deterministic, input_context, repeat, shuf
     return dataset
 
 
-def _finish_batch(spec, x, label, names, complete, stats, readable=None):
-    """Per batch: `(x, label)` without the samples whose files failed the check (reported to `stats`);
-    x a tensor for one stream, a dict for two. With `readable_mask`, `(x, label, readable)` with every
-    video kept (its unreadable files reported)."""
+def _finish_batch(spec, x, label, names, complete, readable=None):
+    """Per batch: x as the dataset yields it (a tensor for one stream, a dict for two), without the samples
+    whose files failed the check unless `readable_mask` keeps them; then, unless strict (where an
+    unreadable file raises), the batch's names and flags for `_report`."""
     x = x if len(spec.streams) > 1 else x[spec.streams[0]]
     if spec.strict:  # a file that failed the check already raised; one a kernel could not decode raises here
         with tf.control_dependencies([assert_readable(names, complete)]):
             return tf.nest.map_structure(tf.identity, (x, label) if readable is None else (x, label, readable))
     if spec.readable_mask:
-        with tf.control_dependencies([keep_or_report(names, complete, stats, per_sample=True)]):
-            return x, label, tf.identity(readable)
+        return x, label, names, complete, readable
     keep = tf.reduce_all(complete, axis=1)
+    x, label = tf.cond(tf.reduce_all(keep), lambda: (x, label),
+                       lambda: tf.nest.map_structure(lambda t: tf.boolean_mask(t, keep), (x, label)))
+    return x, label, names, complete
 
-    def drop():
-        with tf.control_dependencies([keep_or_report(names, complete, stats, per_sample=True)]):
-            return tf.nest.map_structure(lambda t: tf.boolean_mask(t, keep), (x, label))
 
-    return tf.cond(tf.reduce_all(keep), lambda: (x, label), drop)
+def _report(x, label, names, complete, stats, readable=None):
+    """Reports a batch's unreadable files to `stats` and yields `(x, label[, readable])`."""
+    with tf.control_dependencies([keep_or_report(names, complete, stats, per_sample=True)]):
+        return tf.nest.map_structure(tf.identity, (x, label) if readable is None else (x, label, readable))
 
 
 def _native_batch(spec, x, label, names, complete):

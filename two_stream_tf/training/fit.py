@@ -435,7 +435,7 @@ def train(config, *, strategy=None, indices=None, flags_text=None):
             compile_model(model, config, total_steps, num_classes)
 
         from two_stream_tf.data.decode import DecodeStats
-        train_stats, validation_stats = DecodeStats(), DecodeStats()
+        train_stats = DecodeStats()
         train_fn = dataset_fn(config, train_index, training=True, rgb_normalization=rgb_normalization,
                               image_size=image_size, repeat=True, stats=train_stats)
         train_data = strategy.distribute_datasets_from_function(train_fn)
@@ -446,7 +446,7 @@ def train(config, *, strategy=None, indices=None, flags_text=None):
             # count instead, since workers whose shards ran dry at different steps would stall the all-reduce.
             cluster = strategy_lib.task_info(strategy)[0] is not None
             val_fn = dataset_fn(config, val_index, training=False, rgb_normalization=rgb_normalization,
-                                image_size=image_size, repeat=True if cluster else None, stats=validation_stats)
+                                image_size=image_size, repeat=True if cluster else None)
             validation_data = strategy.distribute_datasets_from_function(val_fn)
             validation_steps = max(1, math.ceil(len(val_index) / config.batch_size)) if cluster else None
 
@@ -464,7 +464,7 @@ def train(config, *, strategy=None, indices=None, flags_text=None):
             write_dir=os.path.join(write_dir, BACKUP_DIR))
         run_callbacks = [
             # First, so that the checkpoint, CSV and TensorBoard callbacks see its log values.
-            data_health.SkippedSamplesReport(train_stats, validation_stats),
+            data_health.SkippedSamplesReport(train_stats),
             backup,
             callbacks.LearningRateLogger(),
             callbacks.EpochCheckpoints(write_dir, monitor="val_top1" if validation_data is not None else "top1",
