@@ -276,3 +276,20 @@ def test_train_and_evaluate_commands_report_and_strict_fails(tree, tmp_path):
     message = next(line for line in strict_train.stderr.splitlines() if "--strict" in line)
     assert "--strict: unreadable frame" in message and (TRAIN_HEADER_AND_TRUNCATED in message
                                                          or TRAIN_SIZES in message), message
+
+
+def test_fusion_keeps_a_video_unscored_only_when_no_stream_scored_it():
+    from two_stream_tf.evaluation.fusion import fuse
+    from two_stream_tf.evaluation.metrics import compute_metrics
+    from two_stream_tf.evaluation.scores import VideoScores
+
+    videos, labels, classes = ["a", "b", "c"], [0, 0, 1], ["A", "B"]
+    spatial = VideoScores(videos, labels, [[0.5, 0.5], [0.5, 0.5], [0.2, 0.8]], classes, unreadable_views=[5, 5, 0],
+                          unscored=[True, True, False])
+    temporal = VideoScores(videos, labels, [[0.5, 0.5], [0.9, 0.1], [0.3, 0.7]], classes,
+                           unreadable_views=[5, 0, 0], unscored=[True, False, False])
+    fused = fuse([spatial, temporal])
+    assert fused.unscored.tolist() == [True, False, False]
+    # Video a's uniform row would win label 0 on the tie; as unscored it is wrong: 2 of 3 right.
+    assert compute_metrics(fused).top1 == pytest.approx(2 / 3) and compute_metrics(fused).unscored_videos == 1
+    assert fuse([spatial, VideoScores(videos, labels, temporal.scores, classes)]).unscored is None

@@ -96,7 +96,11 @@ def fuse(score_sets, weights=None, names=None):
     stacked = np.stack([s.scores.astype(np.float64) for s in aligned])
     fused = np.tensordot(weights / weights.sum(), stacked, axes=1)
     first = aligned[0]
-    return VideoScores(first.videos, first.labels, fused.astype(np.float32), first.classes)
+    # A video no stream could score (unreadable frames everywhere) has a uniform fused row: keep it
+    # marked so that the metrics count it as wrong. One scored stream is enough to score it.
+    unscored = [s.unscored for s in aligned if s.unscored is not None]
+    unscored = np.logical_and.reduce(unscored) if len(unscored) == len(aligned) else None
+    return VideoScores(first.videos, first.labels, fused.astype(np.float32), first.classes, unscored=unscored)
 
 
 def _metric(video_scores, metric):
