@@ -211,6 +211,20 @@ def test_training_skips_counts_and_names_unreadable_samples(tree, kernels):
         os.path.join(tree.frames_dir, TRAIN_SIZES, "img_00005.jpg")]
 
 
+def test_two_stream_training_skips_a_sample_when_either_stream_is_unreadable(tree, kernels):
+    index = index_of(tree, "train")
+    dataset = pipelines.two_stream_dataset(index, training=True, batch_size=4, image_size=32, stack_length=FLOW,
+                                           num_segments=2, seed=2)
+    epoch = list(dataset)
+    labels = np.concatenate([np.asarray(label) for _, label in epoch])
+    assert sorted(labels) == sorted(e.label for e in index.entries
+                                    if e.video not in (TRAIN_HEADER_AND_TRUNCATED, TRAIN_SIZES))
+    assert dataset.decode_stats.skipped == 2
+    for x, label in epoch:
+        assert x["rgb"].shape[:2] == x["flow"].shape[:2] == (len(label), 2)
+        assert np.all(np.abs(x["flow"].numpy()).reshape(len(label), -1).max(1) > 0)
+
+
 def test_strict_training_raises_naming_the_file(tree, kernels):
     index = index_of(tree, "train")
     dataset = pipelines.temporal_dataset(index, training=True, batch_size=4, image_size=32, stack_length=FLOW,
