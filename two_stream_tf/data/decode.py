@@ -6,8 +6,8 @@ skips the inverse DCT of blocks outside it, a quarter of the decoding time on av
 
 A file is *unreadable* when the check before decoding finds that
 - it is empty, does not start with the JPEG start-of-image marker (FF D8, then a marker's FF) or has no
-  end-of-image marker (FF D9) within its last 32 bytes (a file truncated by an interrupted extraction or copy, other data
-  under a .jpg name);
+  end-of-image marker (FF D9) within its last 32 bytes (a file truncated by an interrupted extraction or
+  copy, other data under a .jpg name);
 - its header is damaged: `jpeg_headers` walks the marker segments from SOI to the start of scan the way
   a decoder reads them (segment lengths inside the file, quantisation and Huffman table definitions
   well-formed, a baseline/extended/progressive frame header with 8-bit samples and 1 or 3 components, a

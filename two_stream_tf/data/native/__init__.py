@@ -1,8 +1,9 @@
 """The pipelines' compiled training-view kernels: built on first use, cached, and optional.
 
 `flow_stacks_op()`, `rgb_views_op()` and `jpeg_sizes_op()` return the `TwoStreamFlowStacks`,
-`TwoStreamRgbViews` and `TwoStreamJpegSizes` ops (see `views.cc`), compiling them the first time with the C++ compiler (`$CXX`, else `g++` or `c++`) against
-the installed TensorFlow's headers and libraries, which every TensorFlow wheel ships for custom ops. The shared library is cached in
+`TwoStreamRgbViews` and `TwoStreamJpegSizes` ops (see `views.cc`), compiling them the first time with the
+C++ compiler (`$CXX`, else `g++` or `c++`) against the installed TensorFlow's headers and libraries, which
+every TensorFlow wheel ships for custom ops. The shared library is cached in
 `$TWO_STREAM_TF_CACHE` (default `~/.cache/two_stream_tf`), keyed by the source, the TensorFlow version and
 the CPU (it is built with `-march=native`), so later processes load it in milliseconds. It is compiled
 on the machine that runs it rather than shipped prebuilt because a custom op must match the exact
