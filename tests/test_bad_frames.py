@@ -307,3 +307,14 @@ def test_fusion_keeps_a_video_unscored_only_when_no_stream_scored_it():
     # Video a's uniform row would win label 0 on the tie; as unscored it is wrong: 2 of 3 right.
     assert compute_metrics(fused).top1 == pytest.approx(2 / 3) and compute_metrics(fused).unscored_videos == 1
     assert fuse([spatial, VideoScores(videos, labels, temporal.scores, classes)]).unscored is None
+
+
+def test_a_sequence_with_an_unreadable_snippet_is_left_out_whole():
+    # 6 snippets x 2 crops dealt into 2 interleaved sequences of 3 (snippet j -> sequence j mod 2).
+    readable = np.ones((1, 12), bool)
+    readable[0, 2:4] = False  # both crops of snippet 1, which sits in sequence 1
+    units = protocol.readable_units(readable, crops=2, segments=3).numpy()
+    assert units.tolist() == [True, True, False, False]  # (sequence, crop): (0, 0), (0, 1), (1, 0), (1, 1)
+    readable[0, 3] = True  # only crop 0 of snippet 1 lost: only that crop's sequence goes
+    assert protocol.readable_units(readable, crops=2, segments=3).numpy().tolist() == [True, True, False, True]
+    assert protocol.readable_units(readable, crops=2).numpy().tolist() == readable[0].tolist()
