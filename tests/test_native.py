@@ -116,8 +116,8 @@ def test_kernel_mirrors_and_negates_x_at_pixel_level():
     contents = flow_jpegs([x_plane, y_plane])
     window = tf.constant([[0, 0, 16, 32]])
     kwargs = dict(image_size=32, zero=0.0, scale=1.0)
-    plain = op(contents, window, tf.constant([False]), tf.constant([True]), **kwargs)[0].numpy()
-    mirrored = op(contents, window, tf.constant([True]), tf.constant([True]), **kwargs)[0].numpy()
+    plain = op(contents, window, tf.constant([False]), tf.constant([True]), **kwargs)[0][0].numpy()
+    mirrored = op(contents, window, tf.constant([True]), tf.constant([True]), **kwargs)[0][0].numpy()
     # The reference: TensorFlow's decoder (the kernel uses the same one, same DCT) and OpenCV's resize.
     decoded = [cv2.resize(tf.io.decode_jpeg(c, dct_method="INTEGER_FAST")[..., 0].numpy().astype(np.float32),
                           (32, 32), interpolation=cv2.INTER_LINEAR) for c in contents[0]]
@@ -125,8 +125,8 @@ def test_kernel_mirrors_and_negates_x_at_pixel_level():
     np.testing.assert_allclose(plain[..., 1], decoded[1], atol=1e-3)
     np.testing.assert_allclose(mirrored[..., 0], 255 - plain[:, ::-1, 0], atol=1e-3)  # x -> 255 - x, mirrored
     np.testing.assert_allclose(mirrored[..., 1], plain[:, ::-1, 1], atol=1e-3)  # y only mirrored
-    dropped = op(contents, window, tf.constant([True]), tf.constant([False]), **kwargs)
-    assert not np.any(dropped.numpy())
+    dropped, failed = op(contents, window, tf.constant([True]), tf.constant([False]), **kwargs)
+    assert not np.any(dropped.numpy()) and not np.any(failed.numpy())
 
 
 @requires_compiler
@@ -139,8 +139,8 @@ def test_rgb_kernel_mirrors_and_orders_channels_at_pixel_level(bgr):
     op = native.rgb_views_op()
     kwargs = dict(image_size=32, scale=[1.0, 0.5, 2.0], shift=[0.0, 10.0, -1.0], bgr=bgr)
     window = tf.constant([[0, 0, 16, 32]])
-    plain = op(contents, window, tf.constant([False]), tf.constant([True]), **kwargs)[0].numpy()
-    mirrored = op(contents, window, tf.constant([True]), tf.constant([True]), **kwargs)[0].numpy()
+    plain = op(contents, window, tf.constant([False]), tf.constant([True]), **kwargs)[0][0].numpy()
+    mirrored = op(contents, window, tf.constant([True]), tf.constant([True]), **kwargs)[0][0].numpy()
     decoded = tf.io.decode_jpeg(contents[0], dct_method="INTEGER_FAST").numpy().astype(np.float32)
     reference = cv2.resize(decoded, (32, 32), interpolation=cv2.INTER_LINEAR)
     if bgr:
@@ -148,22 +148,38 @@ def test_rgb_kernel_mirrors_and_orders_channels_at_pixel_level(bgr):
     expected = reference * np.float32([1.0, 0.5, 2.0]) + np.float32([0.0, 10.0, -1.0])
     np.testing.assert_allclose(plain, expected, atol=1e-3)
     np.testing.assert_allclose(mirrored, plain[:, ::-1], atol=1e-3)  # mirrored, channels untouched
-    dropped = op(contents, window, tf.constant([True]), tf.constant([False]), **kwargs)
-    assert not np.any(dropped.numpy())
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"RGB frame 0: invalid JPEG data or crop window "
-                                                             r"\(top 4, left 0, height 16, width 32\)"):
-        op(contents, tf.constant([[4, 0, 16, 32]]), tf.constant([False]), tf.constant([True]), **kwargs)
+    dropped, failed = op(contents, window, tf.constant([True]), tf.constant([False]), **kwargs)
+    assert not np.any(dropped.numpy()) and not np.any(failed.numpy())
+    # A window running off the frame (a frame of another size than the sample's first) is reported, not raised.
+    off, failed = op(tf.concat([contents, contents], 0), tf.constant([[0, 0, 16, 32], [4, 0, 16, 32]]),
+                     tf.constant([False, False]), tf.constant([True, True]), **kwargs)
+    assert failed.numpy().tolist() == [False, True]
+    np.testing.assert_allclose(off[0].numpy(), plain, atol=1e-6)
+    assert not np.any(off[1].numpy())
 
 
 @requires_compiler
-def test_kernel_names_the_plane_and_stack_of_a_bad_window():
+def test_kernel_flags_the_planes_it_cannot_decode_and_zeroes_their_stack():
     op = native.flow_stacks_op()
-    contents = tf.concat([flow_jpegs([ramp(16, 32, 0)] * 2)] * 2, 0)
-    windows = tf.constant([[0, 0, 16, 32], [8, 20, 16, 32]])  # the second runs off the frame
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"flow plane 0 of stack 1: invalid JPEG data or crop "
-                                                             r"window \(top 8, left 20, height 16, width 32\)"):
-        op(contents, windows, tf.constant([False, False]), tf.constant([True, True]), image_size=8, zero=128.0,
-           scale=1.0 / 128)
+    good = ramp(16, 32, 0)
+    small = cv2.imencode(".jpg", good[:8, :16])[1].tobytes()  # a plane of another size
+    damaged = bytearray(flow_jpegs([good])[0, 0].numpy())
+    damaged[20:60] = b"\x00" * 40  # quantisation tables gone: libjpeg gives up
+    contents = tf.constant([[flow_jpegs([good])[0, 0].numpy()] * 2, [small, bytes(damaged)],
+                            [flow_jpegs([good])[0, 0].numpy()] * 2])
+    windows = tf.constant([[0, 0, 16, 32], [0, 0, 16, 32], [8, 20, 16, 32]])  # the third runs off the frame
+    stacks, failed = op(contents, windows, tf.constant([False] * 3), tf.constant([True] * 3), image_size=8,
+                        zero=128.0, scale=1.0 / 128)
+    assert failed.numpy().tolist() == [[False, False], [True, True], [True, True]]
+    assert np.abs(stacks[0].numpy()).max() > 0.5 and not np.any(stacks[1:].numpy())
+
+
+@requires_compiler
+def test_jpeg_sizes_op_reads_headers_and_gives_zeros_for_bad_ones():
+    frame = cv2.imencode(".jpg", ramp(24, 40, 0))[1].tobytes()
+    damaged = frame[:20] + b"\x00" * 200 + frame[220:]
+    sizes = native.jpeg_sizes_op()(tf.constant([[frame, b""], [damaged, frame[:10]]])).numpy()
+    assert sizes.tolist() == [[[24, 40], [0, 0]], [[0, 0], [0, 0]]]
 
 
 def test_disabled_by_the_environment(monkeypatch):

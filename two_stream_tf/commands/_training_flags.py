@@ -33,6 +33,9 @@ def define_data_flags(fv):
                         "file; labels become 0..k-1 in this order.", flag_values=fv)
     flags.DEFINE_boolean("index_cache", True, "Cache the frame counts of --frames_root in a JSON file there.",
                          flag_values=fv)
+    flags.DEFINE_boolean("strict", False, "Stop with an error naming the file at the first unreadable frame "
+                         "(empty, truncated, damaged header, another size than its stack) instead of skipping its "
+                         "training sample or leaving its test view out of the video's score.", flag_values=fv)
 
 
 def define_model_flags(fv):
@@ -331,3 +334,20 @@ def run(main, argv, prog):
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+
+
+def strict_failure(error):
+    """The `UserError` for a `--strict` run stopped by an unreadable frame, or None for other errors.
+
+    Args:
+      error: the exception the input pipeline raised (`tf.errors.InvalidArgumentError`).
+    """
+    from two_stream_tf.data.decode import unreadable_files
+
+    files = unreadable_files(error)
+    if not files:
+        return None
+    more = f" (and {len(files) - 1} more file(s) of the same sample)" if len(files) > 1 else ""
+    return UserError(f"--strict: unreadable frame {files[0]}{more}: empty, truncated, a damaged JPEG header or "
+                     "a frame of another size than the rest of its stack")
+

@@ -16,6 +16,11 @@ TSN's Caffe test protocol value for value (docs/conventions.md): `--test_samplin
 --score_aggregation=logit_mean --test_frame_size=340x256` (JPEGs are always decoded with the accurate
 IDCT, as OpenCV does). The defaults (`centered`, `softmax_mean`, frames as stored) are tsn-pytorch's and
 mmaction2's.
+
+A frame that cannot be decoded (empty, truncated, a damaged header, another size than the rest of its
+flow stack) does not stop the evaluation: its view is left out of the video's average, and every video
+that lost views is listed (in metrics.json and on the console) with how many; a video left with none is
+scored uniform and counted as wrong. `--strict` stops at the first such file instead, naming it (exit 2).
 """
 
 from absl import flags
@@ -145,12 +150,18 @@ def main(argv, prog="two-stream evaluate"):
     print(f"{prog}: {model_file} on {len(index)} {fv.subset} videos of split {config.split}, "
           f"{fv.test_snippets} snippets x {crops} crops ({fv.test_sampling} sampling, {fv.score_aggregation})",
           flush=True)
+    import tensorflow as tf
     try:
         scores = protocol.evaluate(model, index, values["stream"], image_size=image_size,
                                    num_snippets=fv.test_snippets, crops=crops, batch_size=fv.eval_batch_size,
                                    stack_length=values["stack_length"], rgb_normalization=rgb_normalization,
                                    test_sampling=fv.test_sampling, frame_size=test_frame_size,
-                                   aggregation=fv.score_aggregation)
+                                   aggregation=fv.score_aggregation, strict=fv.strict)
+    except tf.errors.InvalidArgumentError as error:
+        failure = common.strict_failure(error)
+        if failure is None:
+            raise
+        raise failure from None
     except ValueError as error:
         if "does not end in a softmax" not in str(error):
             raise
@@ -164,6 +175,13 @@ def main(argv, prog="two-stream evaluate"):
     from two_stream_tf.training import atomic
     atomic.write_text(storage.join(output_dir, "flags.cfg"), fv.flags_into_string())
     print(f"{prog}: {result.summary()}")
+    lost = report.unreadable_videos(scores)
+    if lost:
+        views = fv.test_snippets * crops
+        print(f"{prog}: {len(lost)} video(s) with unreadable frames, their views left out of the average:")
+        for video, count, unscored in lost:
+            note = "  unscored: no view decoded, counted as wrong" if unscored else ""
+            print(f"  {video:<40} {count:4d} of {views} views unreadable{note}")
     if len(index.classes) <= 20:
         for name, accuracy in result.per_class.items():
             shown = "  n/a" if accuracy is None else f"{100 * accuracy:6.2f} %"

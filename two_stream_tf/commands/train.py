@@ -8,6 +8,11 @@ absl flags (see `--help`), also from `--flagfile`; the experiments scripts `expe
 this command. Rerunning the same command after a crash resumes from the backup in `--model_dir`
 (see docs/reliability.md: one run per model_dir, the run's settings checked, damaged state files
 falling back to their previous generation).
+
+A training sample with a frame that cannot be decoded (empty, truncated, a damaged header, another size
+than the rest of its stack) is skipped and counted; each epoch that skipped any prints one line naming
+the files, and log.csv has the count (`skipped_samples`). `--strict` stops at the first such file
+instead, naming it (exit 2).
 """
 import os
 
@@ -79,7 +84,7 @@ def config_from_flags(fv):
         label_smoothing=fv.label_smoothing, clip_norm=fv.clip_norm, mixed_precision=fv.mixed_precision,
         jit_compile=fv.jit_compile, strategy=fv.strategy, tpu=fv.tpu, seed=fv.seed,
         deterministic=fv.deterministic, shuffle_buffer=fv.shuffle_buffer, data_threads=fv.data_threads,
-        tf_data_service=fv.tf_data_service,
+        tf_data_service=fv.tf_data_service, strict=fv.strict,
         validation=fv.validation, validation_freq=fv.validation_freq, validation_videos=fv.validation_videos,
         validation_split=validation_split, validation_list=validation_list, validation_scores=fv.validation_scores,
         protocol_snippets=fv.test_snippets, protocol_crops=int(fv.test_crops),
@@ -135,7 +140,14 @@ def main(argv, stream=None, prog="two-stream train"):
     print(f"{prog}: {config.stream} stream, {len(indices[0])} training videos, {validation}, "
           f"{len(indices[0].classes)} classes, {strategy.num_replicas_in_sync} replica(s) "
           f"({type(strategy).__name__}), global batch {config.batch_size}", flush=True)
-    result = fit.train(config, strategy=strategy, indices=indices, flags_text=fv.flags_into_string())
+    import tensorflow as tf
+    try:
+        result = fit.train(config, strategy=strategy, indices=indices, flags_text=fv.flags_into_string())
+    except tf.errors.InvalidArgumentError as error:
+        failure = common.strict_failure(error)
+        if failure is None:
+            raise
+        raise failure from None
     if result.history:
         last = result.history[-1]
         shown = "  ".join(f"{k} {v:.4f}" for k, v in sorted(last.items()) if k != "epoch" and v is not None)

@@ -32,9 +32,13 @@ Repeated training datasets start from `Dataset.range` (epochs) and test datasets
 tf.data service can split between workers. `deterministic=True` also fixes the order of elements (and so
 the batches); without it, parallel decoding may reorder them.
 
-Corrupt files (`decode`): by default a sample with a truncated or empty JPEG is dropped from its batch
-(which is then one smaller), counted in the dataset's `decode_stats` (`DecodeStats`) and its file named
-in a logging warning; `strict=True` raises an error naming the file instead.
+Unreadable files (`decode`: empty, truncated, a damaged header, a frame of another size than the others
+read with it): by default a training sample with one is dropped from its batch (which is then one
+smaller), counted in the dataset's `decode_stats` (`DecodeStats`) and its file named in a logging
+warning; so is a test video, unless the test dataset is built with `readable_mask=True`: then every
+video is kept, a view whose files cannot be decoded is zeros, and elements are `(views, label,
+readable)` with `readable` bool `(B, V)` saying which views to average (what `evaluation.protocol`
+does). `strict=True` raises an error naming the file instead.
 
 Distribution: pass `input_context` (from `strategy.distribute_datasets_from_function`): each input pipeline
 reads the videos `input_pipeline_id::num_input_pipelines` (shard files for packed data when there are
@@ -46,8 +50,9 @@ import random
 import tensorflow as tf
 
 from two_stream_tf.data import augment, frame_resize, native, sampling, sources
-from two_stream_tf.data.decode import (DEFAULT_DCT_METHOD, DecodeStats, check_dct_method, decode_frames, frame_shape,
-                                       guarded, keep_or_report)
+from two_stream_tf.data.decode import (DEFAULT_DCT_METHOD, DecodeStats, assert_readable, check_dct_method, check_frames,
+                                       common_size, decode_frames, frame_shape, guarded, jpeg_looks_complete,
+                                       keep_or_report)
 
 _CHANNELS = {"rgb": 3}
 
@@ -70,9 +75,12 @@ class _Spec:
     more_fixed_crops: bool
     native_flow: object  # the compiled flow-stack op when training flow stacks are made by it, else None
     native_rgb: object  # the compiled RGB-view op when training RGB views are made by it, else None
+    native_sizes: object  # the compiled JPEG-size op when a kernel makes training views, else None
+    readable_mask: bool  # test mode: keep videos with unreadable views, yield (views, label, readable)
     test_sampling: str = "centered"
     frame_size: tuple = None  # (height, width) frames are resized to before cropping, or None
     dct_method: str = DEFAULT_DCT_METHOD
+
 
     def native_decode_attrs(self):
         """The compiled kernels' decode attributes for this spec."""
@@ -95,7 +103,7 @@ def spatial_dataset(index, *, training, batch_size, image_size=224, num_segments
                     rgb_normalization="tf", seed=None, deterministic=False, strict=False, input_context=None,
                     repeat=None, shuffle_buffer=None, scales=augment.SCALES, max_distort=1, more_fixed_crops=False,
                     stats=None, start_batch=0, test_sampling="centered", frame_size=None,
-                    dct_method=DEFAULT_DCT_METHOD):
+                    dct_method=DEFAULT_DCT_METHOD, readable_mask=False):
     """The RGB (spatial stream) dataset of an index.
 
     Args:
@@ -111,7 +119,7 @@ def spatial_dataset(index, *, training, batch_size, image_size=224, num_segments
         backbone's (`two_stream_tf.models.get_backbone(name).rgb_normalization`).
       seed: int seed of all randomness; None draws one (then runs differ).
       deterministic: fix the element order too (slightly slower); with seed None, seed 0 is used.
-      strict: raise on a corrupt JPEG instead of dropping the sample from its batch.
+      strict: raise on an unreadable JPEG (naming it) instead of dropping the sample from its batch.
       input_context: a `tf.distribute.InputContext`: shard and use the per-replica batch size.
       repeat: None/False: one pass per iteration (each `model.fit` epoch draws new samples); True: endless;
         an int: that many epochs.
@@ -127,6 +135,8 @@ def spatial_dataset(index, *, training, batch_size, image_size=224, num_segments
         first resized to it as `cv2.resize` does (TSN: `frame_resize.PROTOCOL_FRAME_SIZE`, 256×340); crop
         windows are then taken on the resized frame, in training and testing.
       dct_method: JPEG inverse DCT, "INTEGER_ACCURATE" (OpenCV's, and so TSN's pixels) or "INTEGER_FAST".
+      readable_mask: test mode: keep videos with unreadable views and yield `(views, label, readable)`,
+        readable bool `(B, V)` (see the module docstring).
 
     Returns:
       A `tf.data.Dataset` of `(x, label)`; see the module docstring for shapes.
@@ -134,7 +144,7 @@ def spatial_dataset(index, *, training, batch_size, image_size=224, num_segments
     augment.check_rgb_normalization(rgb_normalization)
     spec = _spec(("rgb",), training, image_size, num_segments, crops, num_snippets, 1, rgb_normalization,
                  "symmetric", seed, deterministic, strict, scales, max_distort, more_fixed_crops, test_sampling,
-                 frame_size, dct_method)
+                 frame_size, dct_method, readable_mask)
     return _dataset(index, spec, batch_size, deterministic, input_context, repeat, shuffle_buffer, stats, start_batch)
 
 
@@ -142,7 +152,7 @@ def temporal_dataset(index, *, training, batch_size, stack_length=10, flow_norma
                      num_segments=None, crops=1, num_snippets=25, seed=None, deterministic=False, strict=False,
                      input_context=None, repeat=None, shuffle_buffer=None, scales=augment.SCALES, max_distort=1,
                      more_fixed_crops=False, stats=None, start_batch=0, test_sampling="centered", frame_size=None,
-                     dct_method=DEFAULT_DCT_METHOD):
+                     dct_method=DEFAULT_DCT_METHOD, readable_mask=False):
     """The optical-flow (temporal stream) dataset of an index: stacks of `stack_length` x/y pairs.
 
     Args:
@@ -158,7 +168,7 @@ def temporal_dataset(index, *, training, batch_size, stack_length=10, flow_norma
     augment.check_flow_normalization(flow_normalization)
     spec = _spec(("flow",), training, image_size, num_segments, crops, num_snippets, stack_length, "tf",
                  flow_normalization, seed, deterministic, strict, scales, max_distort, more_fixed_crops,
-                 test_sampling, frame_size, dct_method)
+                 test_sampling, frame_size, dct_method, readable_mask)
     return _dataset(index, spec, batch_size, deterministic, input_context, repeat, shuffle_buffer, stats, start_batch)
 
 
@@ -167,7 +177,7 @@ def two_stream_dataset(index, *, training, batch_size, stack_length=10, rgb_norm
                        seed=None, deterministic=False, strict=False, input_context=None, repeat=None,
                        shuffle_buffer=None, scales=augment.SCALES, max_distort=1, more_fixed_crops=False,
                        stats=None, start_batch=0, test_sampling="centered", frame_size=None,
-                    dct_method=DEFAULT_DCT_METHOD):
+                       dct_method=DEFAULT_DCT_METHOD, readable_mask=False):
     """RGB and flow of the same snippets: x is `{"rgb": (B, [S,] H, W, 3), "flow": (B, [S,] H, W, 2L)}`.
 
     A snippet starting at flow pair s pairs RGB frame s with pairs s..s+L-1; both get the same crop window
@@ -178,13 +188,13 @@ def two_stream_dataset(index, *, training, batch_size, stack_length=10, rgb_norm
     augment.check_flow_normalization(flow_normalization)
     spec = _spec(("rgb", "flow"), training, image_size, num_segments, crops, num_snippets, stack_length,
                  rgb_normalization, flow_normalization, seed, deterministic, strict, scales, max_distort,
-                 more_fixed_crops, test_sampling, frame_size, dct_method)
+                 more_fixed_crops, test_sampling, frame_size, dct_method, readable_mask)
     return _dataset(index, spec, batch_size, deterministic, input_context, repeat, shuffle_buffer, stats, start_batch)
 
 
 def _spec(streams, training, image_size, num_segments, crops, num_snippets, stack_length, rgb_normalization,
           flow_normalization, seed, deterministic, strict, scales, max_distort, more_fixed_crops, test_sampling,
-          frame_size, dct_method):
+          frame_size, dct_method, readable_mask=False):
     sampling.check_test_sampling(test_sampling)
     check_dct_method(dct_method)
     frame_size = frame_resize.check_frame_size(frame_size)
@@ -200,13 +210,15 @@ def _spec(streams, training, image_size, num_segments, crops, num_snippets, stac
     # The RGB kernel applies the named normalisations; a callable one runs on TensorFlow's views.
     named_rgb = "rgb" in streams and not callable(rgb_normalization)
     native_rgb = native.rgb_views_op() if training and named_rgb else None
+    native_sizes = native.jpeg_sizes_op() if native_flow is not None or native_rgb is not None else None
     return _Spec(streams=streams, training=bool(training), image_size=int(image_size),
                  num_segments=None if num_segments is None else int(num_segments), crops=int(crops),
                  num_snippets=int(num_snippets), stack_length=int(stack_length),
                  rgb_normalization=rgb_normalization, flow_normalization=flow_normalization, seed=int(seed),
                  strict=bool(strict), scales=tuple(float(s) for s in scales), max_distort=int(max_distort),
                  more_fixed_crops=bool(more_fixed_crops), native_flow=native_flow,
-                 native_rgb=native_rgb, test_sampling=test_sampling, frame_size=frame_size, dct_method=dct_method)
+                 native_rgb=native_rgb, native_sizes=native_sizes, readable_mask=bool(readable_mask) and not training,
+                 test_sampling=test_sampling, frame_size=frame_size, dct_method=dct_method)
 
 
 def _plain(function):
@@ -264,9 +276,9 @@ def _dataset(index, spec, batch_size, deterministic, input_context, repeat, shuf
         snippets = videos.map(_plain(lambda video: _test_snippets(spec, source, video))).unbatch()
         views = snippets.map(_plain(lambda snippet: _test_views(spec, source, snippet)),
                              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        samples = views.batch(spec.num_snippets).map(_plain(_regroup_views))
+        samples = views.batch(spec.num_snippets).map(_plain(lambda *snippets: _regroup_views(spec, *snippets)))
     # Batching right after the parallel map lets tf.data fuse the two and copy each sample into its batch
-    # while it is still in cache. Samples with a corrupt file are dropped from their batch afterwards (the
+    # while it is still in cache. Samples with an unreadable file are dropped from their batch afterwards (the
     # batch is one smaller), so the common case pays nothing for the check.
     batches = samples.batch(batch_size)
     if any(_native(spec, stream) for stream in spec.streams):
@@ -274,11 +286,16 @@ def _dataset(index, spec, batch_size, deterministic, input_context, repeat, shuf
         # each view instead of four); batches run in parallel, one per core.
         batches = batches.map(_plain(lambda x, label, names, complete: _native_batch(
             spec, x, label, names, complete)), num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
-    batches = batches.map(_plain(lambda x, label, names, complete: _finish_batch(
-        spec, x, label, names, complete, stats)))
-    if not spec.strict:
-        batches = batches.filter(_plain(lambda x, label: tf.size(label) > 0))
+    batches = batches.map(_plain(lambda x, label, names, complete, *readable: _finish_batch(
+        spec, x, label, names, complete, *readable)))
     dataset = batches.prefetch(2 if spec.training else 1)
+    if not spec.strict:
+        # Unreadable files are reported as the consumer takes their batch, after the read-ahead, so that
+        # what `model.fit` counts during an epoch is what that epoch trained on.
+        dataset = dataset.map(_plain(lambda x, label, names, complete, *readable: _report(
+            x, label, names, complete, stats, *readable)))
+        if not spec.readable_mask:
+            dataset = dataset.filter(_plain(lambda x, label: tf.size(label) > 0))
     options = tf.data.Options()
     options.deterministic = bool(deterministic) or not spec.training
     # Per-element ops are small; running each on one thread avoids intra-op hand-offs between the cores
@@ -289,28 +306,40 @@ def _dataset(index, spec, batch_size, deterministic, input_context, repeat, shuf
     return dataset
 
 
-def _finish_batch(spec, x, label, names, complete, stats):
-    """Per batch: `(x, label)` without the samples whose files failed the check (reported to `stats`);
-    x a tensor for one stream, a dict for two."""
+def _finish_batch(spec, x, label, names, complete, readable=None):
+    """Per batch: x as the dataset yields it (a tensor for one stream, a dict for two), without the samples
+    whose files failed the check unless `readable_mask` keeps them; then, unless strict (where an
+    unreadable file raises), the batch's names and flags for `_report`."""
     x = x if len(spec.streams) > 1 else x[spec.streams[0]]
-    if spec.strict:  # a corrupt sample already raised
-        return x, label
+    if spec.strict:  # a file that failed the check already raised; one a kernel could not decode raises here
+        with tf.control_dependencies([assert_readable(names, complete)]):
+            return tf.nest.map_structure(tf.identity, (x, label) if readable is None else (x, label, readable))
+    if spec.readable_mask:
+        return x, label, names, complete, readable
     keep = tf.reduce_all(complete, axis=1)
+    x, label = tf.cond(tf.reduce_all(keep), lambda: (x, label),
+                       lambda: tf.nest.map_structure(lambda t: tf.boolean_mask(t, keep), (x, label)))
+    return x, label, names, complete
 
-    def drop():
-        with tf.control_dependencies([keep_or_report(names, complete, stats, per_sample=True)]):
-            return tf.nest.map_structure(lambda t: tf.boolean_mask(t, keep), (x, label))
 
-    return tf.cond(tf.reduce_all(keep), lambda: (x, label), drop)
+def _report(x, label, names, complete, stats, readable=None):
+    """Reports a batch's unreadable files to `stats` and yields `(x, label[, readable])`."""
+    with tf.control_dependencies([keep_or_report(names, complete, stats, per_sample=True)]):
+        return tf.nest.map_structure(tf.identity, (x, label) if readable is None else (x, label, readable))
 
 
 def _native_batch(spec, x, label, names, complete):
-    """Per batch: each natively made stream's pending entry `{"contents", "window", "flip"}` -> its views."""
+    """Per batch: each natively made stream's pending entry `{"contents", "window", "flip"}` -> its views;
+    the files a kernel could not decode are marked in `complete`."""
     segments = spec.num_segments or 1
-    # Corrupt samples (dropped next) decode nothing: their files failed the check, their window is zeros.
+    # Samples with a file that failed the check (dropped next) decode nothing: their window is zeros.
     keep = tf.repeat(tf.reduce_all(complete, axis=1), segments)
     views = dict(x)
+    flags, offset = [], 0
     for stream in spec.streams:
+        files = segments * _files(spec, stream)  # this stream's files per sample, in `complete`'s order
+        flags.append(complete[:, offset:offset + files])
+        offset += files
         if not _native(spec, stream):
             continue
         pending = x[stream]  # contents (B, [S,] 2L) for flow, (B, [S]) for rgb
@@ -318,17 +347,18 @@ def _native_batch(spec, x, label, names, complete):
         flips = tf.repeat(pending["flip"], segments)
         if stream == "flow":
             zero, scale = augment.flow_affine(spec.flow_normalization)
-            made = spec.native_flow(tf.reshape(pending["contents"], [-1, spec.channels(stream)]), windows, flips,
-                                    keep, image_size=spec.image_size, zero=zero, scale=scale,
-                                    **spec.native_decode_attrs())
+            made, failed = spec.native_flow(tf.reshape(pending["contents"], [-1, spec.channels(stream)]), windows,
+                                            flips, keep, image_size=spec.image_size, zero=zero, scale=scale,
+                                            **spec.native_decode_attrs())
         else:
             scale, shift, bgr = augment.rgb_affine(spec.rgb_normalization)
-            made = spec.native_rgb(tf.reshape(pending["contents"], [-1]), windows, flips, keep,
-                                   image_size=spec.image_size, scale=scale, shift=shift, bgr=bgr,
-                                   **spec.native_decode_attrs())
+            made, failed = spec.native_rgb(tf.reshape(pending["contents"], [-1]), windows, flips, keep,
+                                           image_size=spec.image_size, scale=scale, shift=shift, bgr=bgr,
+                                           **spec.native_decode_attrs())
+        flags[-1] = flags[-1] & tf.logical_not(tf.reshape(failed, [-1, files]))
         view = [spec.image_size, spec.image_size, spec.channels(stream)]
         views[stream] = tf.reshape(made, [-1, *view] if spec.num_segments is None else [-1, segments, *view])
-    return views, label, names, complete
+    return views, label, names, tf.concat(flags, 1)
 
 
 # --- Training samples ---------------------------------------------------------------------------------------
@@ -340,16 +370,17 @@ def _train_sample(spec, source, video):
     flip = augment.random_flip(sampling.sub_seed(seed, sampling.FLIP))
     crop_seed = sampling.sub_seed(seed, sampling.CROP)
     data, names = _locate_and_load(spec, source, video, starts)
+    checks = {stream: _check(spec, stream, tf.reshape(data[stream], [-1])) for stream in spec.streams}
 
-    def window(stream, first):
-        return augment.multiscale_crop_window(_frame_shape(spec, first), crop_seed, scales=spec.scales,
+    def window(stream):
+        return augment.multiscale_crop_window(_frame_shape(spec, checks[stream][1]), crop_seed, scales=spec.scales,
                                               max_distort=spec.max_distort, more_fixed_crops=spec.more_fixed_crops)
 
     def build():
         views = {}
         for stream in spec.streams:
             flat = tf.reshape(data[stream], [-1])
-            crop = window(stream, flat[0])
+            crop = window(stream)
             if _native(spec, stream):  # decoded per batch by `_native_batch`
                 views[stream] = crop
             else:
@@ -361,7 +392,8 @@ def _train_sample(spec, source, video):
         return {stream: tf.zeros([4], tf.int32) if _native(spec, stream) else zeros[stream]
                 for stream in spec.streams}
 
-    sample, complete = guarded(_concat(data, spec), _concat(names, spec), build, placeholder, spec.strict)
+    complete = tf.concat([checks[stream][0] for stream in spec.streams], 0)
+    sample, complete = guarded(complete, _concat(names, spec), build, placeholder, spec.strict)
     for stream in spec.streams:
         if _native(spec, stream):
             contents = data[stream] if spec.num_segments else data[stream][0]
@@ -371,9 +403,10 @@ def _train_sample(spec, source, video):
     return sample, video["label"], _concat(names, spec), complete
 
 
-def _frame_shape(spec, first):
-    """Height and width of the frames crop windows are taken on: the protocol size, else as stored."""
-    return tf.constant(spec.frame_size, tf.int32) if spec.frame_size else frame_shape(first)
+def _frame_shape(spec, stored):
+    """Height and width of the frames crop windows are taken on: the protocol size, else `stored` (the
+    size the sample's readable frames share)."""
+    return tf.constant(spec.frame_size, tf.int32) if spec.frame_size else stored
 
 
 def _decode_window(spec, data, stream, window):
@@ -396,6 +429,19 @@ def _decode_window(spec, data, stream, window):
 
 def _native(spec, stream):
     return (spec.native_flow if stream == "flow" else spec.native_rgb) is not None
+
+
+def _check(spec, stream, data):
+    """The check before decoding of one stream's files of a sample: (readable bool `(k,)`, size `(2,)`).
+
+    Where a kernel makes the views, libjpeg's header parser gives the sizes (one cheap op for all files)
+    in place of the header walk of `check_frames`, and the kernel reports any file it then cannot decode."""
+    if not _native(spec, stream):
+        return check_frames(data)
+    sizes = spec.native_sizes(data)
+    readable = jpeg_looks_complete(data) & tf.reduce_all(sizes > 0, 1)
+    size = common_size(sizes, readable)
+    return readable & tf.reduce_all(tf.equal(sizes, size[None]), 1), size
 
 
 def _stream_views(spec, stream, frames, flip):
@@ -458,11 +504,13 @@ def _test_views(spec, source, snippet):
             for stream in spec.streams}
     names = {stream: snippet[f"{stream}_names"] for stream in spec.streams}
     mirrored = augment.test_crop_mirrored(spec.crops)
+    checks = {stream: check_frames(data[stream]) for stream in spec.streams}
 
     def build():
         views = {}
         for stream in spec.streams:
-            windows, _ = augment.test_crop_windows(_frame_shape(spec, data[stream][0]), spec.image_size, spec.crops)
+            windows, _ = augment.test_crop_windows(_frame_shape(spec, checks[stream][1]), spec.image_size,
+                                                   spec.crops)
             box = augment.bounding_window(windows)
             frames = _decode_window(spec, data[stream], stream, box)
             crops = []
@@ -479,7 +527,8 @@ def _test_views(spec, source, snippet):
         return {stream: tf.zeros([spec.crops, spec.image_size, spec.image_size, spec.channels(stream)])
                 for stream in spec.streams}
 
-    views, complete = guarded(_concat(data, spec), _concat(names, spec), build, zeros, spec.strict)
+    complete = tf.concat([checks[stream][0] for stream in spec.streams], 0)
+    views, complete = guarded(complete, _concat(names, spec), build, zeros, spec.strict)
     return views, snippet["label"], _concat(names, spec), complete
 
 
@@ -487,10 +536,14 @@ def _files(spec, stream):
     return 1 if stream == "rgb" else 2 * spec.stack_length
 
 
-def _regroup_views(views, labels, names, complete):
-    """`num_snippets` snippets of one video -> `(V, size, size, C)` views per stream, one label."""
+def _regroup_views(spec, views, labels, names, complete):
+    """`num_snippets` snippets of one video -> `(V, size, size, C)` views per stream, one label, and with
+    `readable_mask` which views were decoded (all crops of a snippet share its files)."""
     merged = {}
     for stream, value in views.items():
         shape = tf.shape(value)
         merged[stream] = tf.reshape(value, tf.concat([[-1], shape[2:]], 0))
-    return merged, labels[0], tf.reshape(names, [-1]), tf.reshape(complete, [-1])
+    regrouped = (merged, labels[0], tf.reshape(names, [-1]), tf.reshape(complete, [-1]))
+    if not spec.readable_mask:
+        return regrouped
+    return (*regrouped, tf.repeat(tf.reduce_all(complete, axis=1), spec.crops))

@@ -140,26 +140,31 @@ def fuse(score_sets, weights=None, names=None, method="weighted"):
     if np.any(weights < 0) or not np.any(weights > 0):
         raise UserError(f"fusion weights must be non-negative and not all zero, got {weights.tolist()}")
     first = aligned[0]
+    # A video no stream could score (unreadable frames everywhere) has a uniform fused row: keep it
+    # marked so that the metrics count it as wrong. One scored stream is enough to score it.
+    unscored = [s.unscored for s in aligned if s.unscored is not None]
+    unscored = np.logical_and.reduce(unscored) if len(unscored) == len(aligned) else None
 
     def combined(name):
         return np.tensordot(weights, np.stack([getattr(s, name).astype(np.float64) for s in aligned]), axes=1)
 
     mean_softmax = combined("scores") / weights.sum()
     if method in ("average", "weighted"):
-        return VideoScores(first.videos, first.labels, mean_softmax.astype(np.float32), first.classes)
+        return VideoScores(first.videos, first.labels, mean_softmax.astype(np.float32), first.classes,
+                           unscored=unscored)
     if method == "logit_sum":
         logits = combined("logits")
         shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
         probabilities = shifted / shifted.sum(axis=1, keepdims=True)
         return VideoScores(first.videos, first.labels, probabilities.astype(np.float32), first.classes,
-                           logits=logits.astype(np.float32))
+                           logits=logits.astype(np.float32), unscored=unscored)
     votes = combined("votes")
     total = votes.sum(axis=1, keepdims=True)
     share = np.divide(votes, total, out=np.zeros_like(votes), where=total > 0) + _TIE_BREAK * mean_softmax
     equal = np.all(weights == weights[0])
     summed = sum(s.votes.astype(np.int64) for s in aligned).astype(np.int32) if equal else None
     return VideoScores(first.videos, first.labels, (share / share.sum(axis=1, keepdims=True)).astype(np.float32),
-                       first.classes, votes=summed)
+                       first.classes, votes=summed, unscored=unscored)
 
 
 def _metric(video_scores, metric):

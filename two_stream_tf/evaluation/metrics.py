@@ -62,8 +62,9 @@ class Metrics:
       top1, top5: fraction of videos correct within the top 1 / top 5 classes.
       mean_class_accuracy: mean over classes of per-class top-1 accuracy.
       per_class: class name → top-1 accuracy (None for a class without test videos).
-      num_videos: number of videos scored.
-      confusion: `(K, K)` confusion matrix (rows true, columns predicted).
+      num_videos: number of videos (scored or not).
+      confusion: `(K, K)` confusion matrix (rows true, columns predicted) of the scored videos.
+      unscored_videos: videos without a decodable view (`VideoScores.unscored`), counted as wrong.
     """
 
     top1: float
@@ -72,22 +73,32 @@ class Metrics:
     per_class: dict
     num_videos: int
     confusion: np.ndarray
+    unscored_videos: int = 0
 
     def to_json(self):
         """A JSON-ready dict (the confusion matrix as nested lists)."""
         return {"num_videos": self.num_videos, "top1": self.top1, "top5": self.top5,
                 "mean_class_accuracy": self.mean_class_accuracy, "per_class_accuracy": self.per_class,
-                "confusion_matrix": self.confusion.tolist()}
+                "confusion_matrix": self.confusion.tolist(), "unscored_videos": self.unscored_videos}
 
     def summary(self):
         """One line: `top-1 81.23 %  top-5 95.10 %  mean class 80.90 %  (3783 videos)`."""
+        unscored = f", {self.unscored_videos} unscored" if self.unscored_videos else ""
         return (f"top-1 {100 * self.top1:.2f} %  top-5 {100 * self.top5:.2f} %  "
-                f"mean class {100 * self.mean_class_accuracy:.2f} %  ({self.num_videos} videos)")
+                f"mean class {100 * self.mean_class_accuracy:.2f} %  ({self.num_videos} videos{unscored})")
 
 
 def compute_metrics(video_scores):
-    """All metrics of a `VideoScores` (see `Metrics`)."""
+    """All metrics of a `VideoScores` (see `Metrics`); unscored videos count as wrong."""
     scores, labels, classes = video_scores.scores, video_scores.labels, video_scores.classes
+    unscored = getattr(video_scores, "unscored", None)
+    unscored = np.zeros(len(labels), bool) if unscored is None else unscored
+    if unscored.any():
+        # Their uniform rows would count as right for low labels (ties go to the lower index): rank the
+        # true class last instead, so they are wrong at every k < K.
+        scores = scores.copy()
+        scores[unscored] = 0.0
+        scores[unscored, labels[unscored]] = -1.0
     per_class = per_class_accuracy(scores, labels, len(classes))
     return Metrics(
         top1=top_k_accuracy(scores, labels, 1),
@@ -95,5 +106,6 @@ def compute_metrics(video_scores):
         mean_class_accuracy=mean_class_accuracy(scores, labels, len(classes)),
         per_class={str(name): (None if np.isnan(acc) else float(acc)) for name, acc in zip(classes, per_class)},
         num_videos=len(labels),
-        confusion=confusion_matrix(labels, np.argmax(scores, axis=1), len(classes)),
+        confusion=confusion_matrix(labels[~unscored], np.argmax(scores[~unscored], axis=1), len(classes)),
+        unscored_videos=int(unscored.sum()),
     )

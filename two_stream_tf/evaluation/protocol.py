@@ -18,6 +18,13 @@ have the class as top-1) in the `VideoScores` (`logits`, `votes`).
 Recurrent fusion models read a sequence of S snippets; they are scored on S evenly spaced snippets per
 sequence: the test snippets are dealt into interleaved sequences (snippet j goes to sequence j mod m, so
 each sequence spans the whole video), and the scores of all sequences and crops are averaged.
+
+Unreadable frames never stop an evaluation: a view whose files cannot be decoded (empty, truncated, a
+damaged header, a frame of another size than the rest of its flow stack) is left out of its video's
+average (a sequence with such a view is left out whole), and the scores record how many views each video
+lost (`VideoScores.unreadable_views`). A video none of whose views decode keeps its row, with uniform
+scores, and is marked `unscored`: metrics count it as wrong. `strict=True` raises an error naming the
+first unreadable file instead.
 """
 import os
 
@@ -79,7 +86,7 @@ def softmax(logits, axis=-1):
     return shifted / shifted.sum(axis=axis, keepdims=True)
 
 
-def aggregate_views(outputs, aggregation="softmax_mean", *, logits=True):
+def aggregate_views(outputs, aggregation="softmax_mean", *, logits=True, usable=None):
     """Aggregates the class outputs of each video's views.
 
     Args:
@@ -87,6 +94,9 @@ def aggregate_views(outputs, aggregation="softmax_mean", *, logits=True):
       aggregation: "softmax_mean" (mean of the views' softmax) or "logit_mean" (softmax of the mean logits,
         TSN's eval_net).
       logits: whether `outputs` are logits ("logit_mean" needs them).
+      usable: None (every view counts) or bool `(N, V)`: only these views are aggregated (views whose frames
+        could not be decoded are left out). A video with no usable view gets uniform scores, zero logits and
+        no votes.
 
     Returns:
       `(scores (N, K) float64, mean logits (N, K) float64 or None, votes (N, K) int32)`; votes count the
@@ -94,15 +104,27 @@ def aggregate_views(outputs, aggregation="softmax_mean", *, logits=True):
     """
     if aggregation not in AGGREGATIONS:
         raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
+    if not logits and aggregation == "logit_mean":
+        raise ValueError("aggregation 'logit_mean' needs the model's logits")
     outputs = np.asarray(outputs, np.float64)
     num_classes = outputs.shape[-1]
-    votes = np.eye(num_classes, dtype=np.int32)[np.argmax(outputs, axis=-1)].sum(axis=1, dtype=np.int32)
+    usable = np.ones(outputs.shape[:2], bool) if usable is None else np.asarray(usable, bool)
+    counts = usable.sum(axis=1)
+    weights = usable[..., None] / np.maximum(counts, 1)[:, None, None]
+
+    def mean(values):
+        return (values * weights).sum(axis=1)
+
+    one_hot = np.eye(num_classes, dtype=np.int32)[np.argmax(outputs, axis=-1)] * usable[..., None]
+    votes = one_hot.sum(axis=1, dtype=np.int32)
+    mean_logits = mean(outputs) if logits else None
     if not logits:
-        if aggregation == "logit_mean":
-            raise ValueError("aggregation 'logit_mean' needs the model's logits")
-        return outputs.mean(axis=1), None, votes
-    mean_logits = outputs.mean(axis=1)
-    scores = softmax(mean_logits) if aggregation == "logit_mean" else softmax(outputs).mean(axis=1)
+        scores = mean(outputs)
+    elif aggregation == "logit_mean":
+        scores = softmax(mean_logits)
+    else:
+        scores = mean(softmax(outputs))
+    scores = np.where(counts[:, None] > 0, scores, 1.0 / num_classes)
     return scores, mean_logits, votes
 
 
@@ -121,6 +143,16 @@ class _Scorer:
                     else units[start:start + self.chunk])
             outputs.append(np.asarray(self._predict(part), dtype=np.float64))
         return np.concatenate(outputs)
+
+
+def readable_units(readable, crops, segments=None):
+    """Which of `to_units`' units can be scored: `(B·V,)`, or `(B·m·crops,)` with `segments` (a sequence
+    only when all its snippets are readable), from the views' readable mask `(B, V)`."""
+    readable = tf.convert_to_tensor(readable)
+    if not segments:
+        return tf.reshape(readable, [-1])
+    units = to_units(tf.cast(readable, tf.int32)[..., None, None, None], crops, segments)
+    return tf.reshape(tf.reduce_all(units > 0, axis=1), [-1])
 
 
 def to_units(views, crops, segments=None):
@@ -152,12 +184,14 @@ def to_units(views, crops, segments=None):
 
 def score_videos(model, dataset, entries, classes, *, crops=10, views_per_step=50, progress=True,
                  aggregation="softmax_mean"):
-    """Scores every video of a test-mode dataset by aggregating its views' class scores.
+    """Scores every video of a test-mode dataset by aggregating the class scores of its readable views.
 
     Args:
       model: a stream model (single-frame or TSN segment model), or a two-stream model.
-      dataset: the pipelines' test-mode dataset: elements `(views, labels)`, views `(B, V, H, W, C)` (or a
-        dict of them for two-stream models) in the order of `entries`, `V = snippets × crops`.
+      dataset: the pipelines' test-mode dataset in the order of `entries`: elements `(views, labels,
+        readable)` (built with `readable_mask=True`), or `(views, labels)` when every view is to be
+        used; views `(B, V, H, W, C)` (or a dict of them for two-stream models), `V = snippets × crops`,
+        readable bool `(B, V)`.
       entries: the index entries in dataset order (for the video ids).
       classes: class names.
       crops: crops per snippet (needed to regroup views for recurrent fusion models).
@@ -167,7 +201,8 @@ def score_videos(model, dataset, entries, classes, *, crops=10, views_per_step=5
 
     Returns:
       `VideoScores` with one row per video, with `logits` and `votes` when the model's logits can be
-      read (it ends in a softmax layer).
+      read (it ends in a softmax layer), and with `unreadable_views` and `unscored` when the dataset gives
+      readable masks.
 
     Raises:
       ValueError: "logit_mean" for a model without a final softmax layer.
@@ -183,20 +218,30 @@ def score_videos(model, dataset, entries, classes, *, crops=10, views_per_step=5
         has_logits = False
     scorer = _Scorer(view_model, views_per_step)
     segments = sequence_length(model)
-    scores, mean_logits, votes, labels = [], [], [], []
+    scores, mean_logits, votes, labels, unreadable, unscored = [], [], [], [], [], []
     bar = tqdm(total=len(entries), unit="video", desc="evaluating", disable=not progress)
-    for views, batch_labels in dataset:
+    for element in dataset:
+        views, batch_labels = element[:2]
         if isinstance(views, dict):
             units = {key: to_units(value, crops, segments) for key, value in views.items()}
         else:
             units = to_units(views, crops, segments)
         batch = int(batch_labels.shape[0])
         outputs = scorer(units)
-        video_scores, video_logits, video_votes = aggregate_views(
-            outputs.reshape(batch, -1, outputs.shape[-1]), aggregation, logits=has_logits)
+        outputs = outputs.reshape(batch, -1, outputs.shape[-1])
+        if len(element) > 2:
+            readable = np.asarray(element[2]).reshape(batch, -1)
+            usable = np.asarray(readable_units(readable, crops, segments)).reshape(batch, -1)
+            unreadable.append(readable.shape[1] - readable.sum(axis=1))
+        else:
+            usable = np.ones(outputs.shape[:2], bool)
+        # A video with no usable view gets uniform scores; `unscored` makes the metrics count it wrong.
+        video_scores, video_logits, video_votes = aggregate_views(outputs, aggregation, logits=has_logits,
+                                                                  usable=usable)
         scores.append(video_scores)
         mean_logits.append(video_logits)
         votes.append(video_votes)
+        unscored.append(usable.sum(axis=1) == 0)
         labels.append(np.asarray(batch_labels).reshape(-1))
         bar.update(batch)
     bar.close()
@@ -205,22 +250,27 @@ def score_videos(model, dataset, entries, classes, *, crops=10, views_per_step=5
     votes = np.concatenate(votes) if votes else np.zeros((0, len(classes)), np.int32)
     labels = np.concatenate(labels) if labels else np.zeros((0,), np.int64)
     if len(labels) != len(entries):
-        raise RuntimeError(f"the test dataset gave {len(labels)} videos for {len(entries)} index entries")
+        raise RuntimeError(f"the test dataset gave {len(labels)} videos for {len(entries)} index entries (build it "
+                           "with readable_mask=True so that videos with unreadable frames are kept)")
     expected = np.array([entry.label for entry in entries])
     if not np.array_equal(expected, labels):
         raise RuntimeError("the test dataset's labels are not in index order")
+    extra = {}
+    if unreadable:
+        extra = dict(unreadable_views=np.concatenate(unreadable), unscored=np.concatenate(unscored))
     return VideoScores([video_id(e) for e in entries], labels, scores, classes, logits=mean_logits,
-                       votes=votes if has_logits else None)
+                       votes=votes if has_logits else None, **extra)
 
 
 def test_dataset(index, stream, *, image_size, num_snippets=25, crops=10, batch_size=1, stack_length=10,
-                 rgb_normalization="tf", test_sampling="centered", frame_size=None):
-    """The pipelines' test-mode dataset of `index` for a stream ("spatial", "temporal" or "fusion");
-    `test_sampling` and `frame_size` as in `two_stream_tf.data.pipelines`."""
+                 rgb_normalization="tf", test_sampling="centered", frame_size=None, strict=False):
+    """The pipelines' test-mode dataset of `index` for a stream ("spatial", "temporal" or "fusion"):
+    elements `(views, labels, readable)`; `test_sampling` and `frame_size` as in
+    `two_stream_tf.data.pipelines`; with `strict`, an unreadable file raises, naming it."""
     from two_stream_tf.data import pipelines
     common = dict(training=False, batch_size=batch_size, image_size=image_size, num_snippets=num_snippets,
                   crops=crops, deterministic=True, repeat=False, test_sampling=test_sampling,
-                  frame_size=frame_size)
+                  frame_size=frame_size, strict=strict, readable_mask=True)
     if stream == "spatial":
         return pipelines.spatial_dataset(index, rgb_normalization=rgb_normalization, **common)
     if stream == "temporal":
@@ -233,7 +283,7 @@ def test_dataset(index, stream, *, image_size, num_snippets=25, crops=10, batch_
 
 def evaluate(model, index, stream, *, image_size, num_snippets=25, crops=10, batch_size=1, stack_length=10,
              rgb_normalization="tf", views_per_step=50, progress=True, test_sampling="centered", frame_size=None,
-             aggregation="softmax_mean"):
+             aggregation="softmax_mean", strict=False):
     """Scores every video of `index` by the test protocol.
 
     Args:
@@ -251,9 +301,12 @@ def evaluate(model, index, stream, *, image_size, num_snippets=25, crops=10, bat
       test_sampling: "centered" (tsn-pytorch, mmaction2) or "tsn" (TSN's Caffe eval_net) snippets.
       frame_size: None, or `(height, width)` frames are resized to before cropping (TSN: (256, 340)).
       aggregation: "softmax_mean" or "logit_mean" (TSN's eval_net).
+      strict: raise `tf.errors.InvalidArgumentError` naming the first unreadable file (`decode`) instead
+        of leaving its view out.
 
     Returns:
-      `VideoScores` (views aggregated per video; with the mean logits and view votes).
+      `VideoScores` (the readable views aggregated per video; with the mean logits and view votes, and
+      `unreadable_views` and `unscored`).
 
     TSN's Caffe protocol value for value: `test_sampling="tsn"`, `frame_size=(256, 340)`,
     `aggregation="logit_mean"`, 25 snippets × 10 crops (docs/conventions.md).
@@ -264,6 +317,6 @@ def evaluate(model, index, stream, *, image_size, num_snippets=25, crops=10, bat
         raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
     dataset = test_dataset(index, stream, image_size=image_size, num_snippets=num_snippets, crops=crops,
                            batch_size=batch_size, stack_length=stack_length, rgb_normalization=rgb_normalization,
-                           test_sampling=test_sampling, frame_size=frame_size)
+                           test_sampling=test_sampling, frame_size=frame_size, strict=strict)
     return score_videos(model, dataset, index.entries, index.classes, crops=crops, views_per_step=views_per_step,
                         progress=progress, aggregation=aggregation)

@@ -13,6 +13,11 @@ and, when the evaluation had the model's logits (every stream model; see `evalua
   votes    (N, K) int32    how many of the video's views have each class as their top-1
 
 With `--score_aggregation=logit_mean` (TSN's eval_net) `scores` is the softmax of `logits`.
+
+And, from an evaluation that met unreadable frames (older files and fused scores may lack them):
+
+  unreadable_views  (N,)  int32  test views of each video left out of its average (files not decodable)
+  unscored          (N,)  bool   videos none of whose views decoded: uniform scores, counted as wrong
 """
 import dataclasses
 import io
@@ -24,7 +29,7 @@ from two_stream_tf.errors import UserError
 from two_stream_tf.training import atomic
 
 _KEYS = ("videos", "labels", "scores", "classes")
-_OPTIONAL_KEYS = ("logits", "votes")
+_OPTIONAL_KEYS = ("logits", "votes", "unreadable_views", "unscored")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -38,6 +43,10 @@ class VideoScores:
       classes: `(K,)` str array of class names.
       logits: None or `(N, K)` float32, the per-video average of the views' logits.
       votes: None or `(N, K)` int32, per video the number of views whose top-1 class is each class.
+      unreadable_views: None, or `(N,)` int32: views of each video whose frames could not be decoded,
+        left out of its average.
+      unscored: None, or `(N,)` bool: videos with no decodable view, whose scores are uniform; metrics
+        count them as wrong.
     """
 
     videos: np.ndarray
@@ -46,6 +55,8 @@ class VideoScores:
     classes: np.ndarray
     logits: np.ndarray = None
     votes: np.ndarray = None
+    unreadable_views: np.ndarray = None
+    unscored: np.ndarray = None
 
     def __post_init__(self):
         videos = np.asarray(self.videos, dtype=str).reshape(-1)
@@ -66,6 +77,13 @@ class VideoScores:
                 value = np.asarray(value, dtype=dtype)
                 if value.shape != scores.shape:
                     raise ValueError(f"{name} must have the shape of scores {scores.shape}, got {value.shape}")
+                object.__setattr__(self, name, value)
+        for name, dtype in (("unreadable_views", np.int32), ("unscored", bool)):
+            value = getattr(self, name)
+            if value is not None:
+                value = np.asarray(value).astype(dtype).reshape(-1)
+                if len(value) != len(videos):
+                    raise ValueError(f"{name} has {len(value)} entries for {len(videos)} videos")
                 object.__setattr__(self, name, value)
         object.__setattr__(self, "videos", videos)
         object.__setattr__(self, "labels", labels)

@@ -44,8 +44,8 @@ import tensorflow as tf
 
 from two_stream_tf import storage
 from two_stream_tf.errors import UserError
-from two_stream_tf.training import atomic, backup as backup_lib, callbacks, checkpoints, losses, run_folder
-from two_stream_tf.training import schedules, summaries
+from two_stream_tf.training import atomic, backup as backup_lib, callbacks, checkpoints, data_health, losses
+from two_stream_tf.training import run_folder, schedules, summaries
 from two_stream_tf.training import strategy as strategy_lib
 
 STREAMS = ("spatial", "temporal", "fusion")
@@ -79,7 +79,9 @@ class TrainConfig:
     Run:
       strategy (see `two_stream_tf.training.strategy`), tpu, model_dir, seed, deterministic,
       shuffle_buffer, data_threads, tf_data_service (`grpc://HOST:PORT` of a tf.data service dispatcher:
-      the training pipeline runs on its workers, see `two_stream_tf.data.service`).
+      the training pipeline runs on its workers, see `two_stream_tf.data.service`), strict (stop with an
+      error naming the file at the first unreadable frame instead of skipping its sample; always so with
+      tf_data_service).
     Validation (model selection; never on the test list):
       validation_split (a stratified fraction of the training videos held out, 0: none) or
       validation_list (a list file of training videos to hold out); validation (validate every
@@ -143,6 +145,7 @@ class TrainConfig:
     validation_scores: bool = True
     protocol_snippets: int = 25
     protocol_crops: int = 10
+    strict: bool = False
     checkpoint_every: int = 1
     keep_checkpoints: int = 0
     backup_every_steps: int = 0
@@ -253,7 +256,7 @@ def _data_options(config):
 
 
 def dataset_fn(config, index, *, training, rgb_normalization, image_size, num_snippets=None, crops=1,
-               batch_size=None, repeat=None, start_batch=0):
+               batch_size=None, repeat=None, start_batch=0, stats=None):
     """A function `input_context -> tf.data.Dataset` for `strategy.distribute_datasets_from_function`.
 
     `start_batch` (training) starts the sample sequence that many batches in, where a resumed run is.
@@ -261,7 +264,8 @@ def dataset_fn(config, index, *, training, rgb_normalization, image_size, num_sn
     Training elements are `(x, label)` as the model takes them. Validation elements use the test mode of
     the pipelines with `num_snippets` snippets × `crops` crops per video, reshaped to what the training
     model takes: `(B, S, H, W, C)` for TSN segment models (S = num_segments snippets), `(B, H, W, C)`
-    otherwise (one centre snippet).
+    otherwise (one centre snippet). Samples (videos) with unreadable frames are skipped and counted in
+    `stats` (a `DecodeStats`, shared by every pipeline the function makes), unless `config.strict`.
     """
     from two_stream_tf.data import pipelines
 
@@ -271,7 +275,7 @@ def dataset_fn(config, index, *, training, rgb_normalization, image_size, num_sn
     # Workers of a tf.data service cannot call back into this process's Python, so there a corrupt JPEG
     # stops training with an error naming the file instead of being skipped and counted.
     common = dict(batch_size=batch_size, image_size=image_size, seed=config.seed,
-                  deterministic=config.deterministic, strict=bool(service))
+                  deterministic=config.deterministic, strict=bool(service) or bool(config.strict), stats=stats)
     if config.stream == "spatial":
         build, extra = pipelines.spatial_dataset, dict(rgb_normalization=rgb_normalization)
     elif config.stream == "temporal":
@@ -609,8 +613,11 @@ def _train_locked(config, strategy, indices, flags_text, chief):
 
         # The training samples continue where the run stopped (each batch's samples are a stateless function
         # of the seed and the position, so with --deterministic the resumed run sees the same batches).
+        from two_stream_tf.data.decode import DecodeStats
+        train_stats = DecodeStats()
         train_fn = dataset_fn(config, train_index, training=True, rgb_normalization=rgb_normalization,
-                              image_size=image_size, repeat=True, start_batch=initial_epoch * steps_per_epoch)
+                              image_size=image_size, repeat=True, start_batch=initial_epoch * steps_per_epoch,
+                              stats=train_stats)
         train_data = strategy.distribute_datasets_from_function(train_fn)
         validation_data = validation_steps = None
         per_epoch_index = None
@@ -627,6 +634,8 @@ def _train_locked(config, strategy, indices, flags_text, chief):
             validation_steps = max(1, math.ceil(len(per_epoch_index) / config.batch_size)) if cluster else None
 
         run_callbacks = [
+            # First, so that the checkpoint, CSV and TensorBoard callbacks see its log values.
+            data_health.SkippedSamplesReport(train_stats),
             backup,
             callbacks.LearningRateLogger(),
             callbacks.EpochCheckpoints(write_dir, monitor="val_top1" if validation_data is not None else "top1",

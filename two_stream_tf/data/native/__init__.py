@@ -1,8 +1,9 @@
 """The pipelines' compiled training-view kernels: built on first use, cached, and optional.
 
-`flow_stacks_op()` and `rgb_views_op()` return the `TwoStreamFlowStacks` and `TwoStreamRgbViews` ops (see
-`views.cc`), compiling them the first time with the C++ compiler (`$CXX`, else `g++` or `c++`) against
-the installed TensorFlow's headers and libraries, which every TensorFlow wheel ships for custom ops. The shared library is cached in
+`flow_stacks_op()`, `rgb_views_op()` and `jpeg_sizes_op()` return the `TwoStreamFlowStacks`,
+`TwoStreamRgbViews` and `TwoStreamJpegSizes` ops (see `views.cc`), compiling them the first time with the
+C++ compiler (`$CXX`, else `g++` or `c++`) against the installed TensorFlow's headers and libraries, which
+every TensorFlow wheel ships for custom ops. The shared library is cached in
 `$TWO_STREAM_TF_CACHE` (default `~/.cache/two_stream_tf`), keyed by the source, the TensorFlow version and
 the CPU (it is built with `-march=native`), so later processes load it in milliseconds. It is compiled
 on the machine that runs it rather than shipped prebuilt because a custom op must match the exact
@@ -117,11 +118,12 @@ def flow_stacks_op():
     """The `TwoStreamFlowStacks` op as a Python function, or None when the kernels cannot be used here.
 
     The op: `(contents string [N, 2L], windows int32 [N, 4], flips bool [N], keep bool [N], image_size,
-    zero, scale, frame_height=0, frame_width=0, accurate_dct=False) -> float32 [N, image_size, image_size,
-    2L]`, the training view of each stack as `augment.flow_view` makes it with values `(q - zero) * scale`
+    zero, scale, frame_height=0, frame_width=0, accurate_dct=False) -> (stacks float32 [N, image_size,
+    image_size, 2L], failed bool [N, 2L])`, the training view of each stack as `augment.flow_view` makes it with values `(q - zero) * scale`
     (see `augment.flow_affine`), zeros where `keep` is false. With a frame size, planes stored at another
     size are resized to it as `cv2.resize` does before the window is cropped (`frame_resize`);
-    `accurate_dct` decodes with libjpeg's accurate IDCT (`dct_method="INTEGER_ACCURATE"`).
+    `accurate_dct` decodes with libjpeg's accurate IDCT (`dct_method="INTEGER_ACCURATE"`). The second output marks the planes of kept stacks it could not
+    decode in their window (damaged data, another size; that stack is zeros).
     """
     library = load()
     return None if library is None else library.two_stream_flow_stacks
@@ -134,10 +136,21 @@ def rgb_views_op():
     scale, shift, bgr) -> float32 [N, image_size, image_size, 3]`, the training view of each frame as
     `augment.rgb_view` makes it for a normalisation `out = v * scale[c] + shift[c]` of the resized 0..255
     values (in B, G, R order when `bgr`; see `augment.rgb_affine`), zeros where `keep` is false. The
-    attributes frame_height, frame_width and accurate_dct are those of `flow_stacks_op`.
+    attributes frame_height, frame_width and accurate_dct are those of `flow_stacks_op`. A second output,
+    `failed bool [N]`, marks kept frames it could not decode in their window (their view is zeros).
     """
     library = load()
     return None if library is None else library.two_stream_rgb_views
+
+
+def jpeg_sizes_op():
+    """The `TwoStreamJpegSizes` op as a Python function, or None when the kernels cannot be used here.
+
+    The op: `contents string [...] -> int32 [..., 2]`, each JPEG's height and width read by libjpeg's
+    header parser, 0, 0 where it rejects the header (where `tf.image.extract_jpeg_shape` raises).
+    """
+    library = load()
+    return None if library is None else library.two_stream_jpeg_sizes
 
 
 def load():

@@ -6,6 +6,10 @@
 // and normalise, writing each float straight into the batch. The TensorFlow-ops path (two_stream_tf.
 // data.augment.flow_view followed by tf.data's batch copy) makes four passes over each 4 MB stack.
 // TwoStreamRgbViews: the same for one RGB frame per view (augment.rgb_view), normalised per channel.
+// A file a kept view cannot be decoded from (damaged tables, a size that differs from the window's frame)
+// does not fail the op: the view is written as zeros and the file flagged in the `failed` output, so
+// the pipeline drops the sample and names the file. TwoStreamJpegSizes reads frame sizes with libjpeg's
+// header parser, 0x0 for a file it rejects, where tf.image.extract_jpeg_shape would raise.
 // The pipelines take these ops when this file compiles (see __init__.py).
 //
 // Resize arithmetic follows TensorFlow's ResizeBilinear (half_pixel_centers): the same interpolation
@@ -62,12 +66,14 @@ REGISTER_OP("TwoStreamFlowStacks")
     .Attr("frame_width: int >= 0 = 0")
     .Attr("accurate_dct: bool = false")
     .Output("stacks: float")    // [N, image_size, image_size, 2L]
+    .Output("failed: bool")     // [N, 2L] planes of kept stacks that could not be decoded (stack zeroed)
     .SetShapeFn([](::tensorflow::shape_inference::InferenceContext* c) {
       int size;
       TF_RETURN_IF_ERROR(c->GetAttr("image_size", &size));
       ::tensorflow::shape_inference::ShapeHandle contents;
       TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 2, &contents));
       c->set_output(0, c->MakeShape({c->Dim(contents, 0), size, size, c->Dim(contents, 1)}));
+      c->set_output(1, contents);
       return absl::OkStatus();
     });
 
@@ -84,12 +90,24 @@ REGISTER_OP("TwoStreamRgbViews")
     .Attr("frame_width: int >= 0 = 0")
     .Attr("accurate_dct: bool = false")
     .Output("views: float")     // [N, image_size, image_size, 3]
+    .Output("failed: bool")     // [N] frames of kept views that could not be decoded (view zeroed)
     .SetShapeFn([](::tensorflow::shape_inference::InferenceContext* c) {
       int size;
       TF_RETURN_IF_ERROR(c->GetAttr("image_size", &size));
       ::tensorflow::shape_inference::ShapeHandle contents;
       TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 1, &contents));
       c->set_output(0, c->MakeShape({c->Dim(contents, 0), size, size, 3}));
+      c->set_output(1, contents);
+      return absl::OkStatus();
+    });
+
+REGISTER_OP("TwoStreamJpegSizes")
+    .Input("contents: string")  // JPEG bytes, any shape
+    .Output("sizes: int32")     // [..., 2] height, width; 0, 0 where libjpeg rejects the header
+    .SetShapeFn([](::tensorflow::shape_inference::InferenceContext* c) {
+      ::tensorflow::shape_inference::ShapeHandle sizes;
+      TF_RETURN_IF_ERROR(c->Concatenate(c->input(0), c->Vector(2), &sizes));
+      c->set_output(0, sizes);
       return absl::OkStatus();
     });
 
@@ -376,7 +394,8 @@ struct Window {
 
 // What both kernels do around their views: checks the windows, flips and keep inputs (1, 2, 3) against
 // the N views of `out` (each `view_len` floats), writes zeros for the views not kept, and calls
-// make(n, window, flip, view) for the others, stopping at the first error it reports through ctx.
+// make(n, window, flip, view) for the others, stopping at the first error it reports through ctx; a view
+// make returns false for (a file it could not decode, flagged by make) is zeroed too.
 template <typename Make>
 void ForEachView(OpKernelContext* ctx, int64_t count, int64_t view_len, const char* noun, float* out,
                  const Make& make) {
@@ -398,8 +417,9 @@ void ForEachView(OpKernelContext* ctx, int64_t count, int64_t view_len, const ch
     OP_REQUIRES(ctx, window.height > 0 && window.width > 0,
                 absl::InvalidArgumentError(absl::StrCat(noun, " ", n, ": empty crop window ", window.height,
                                                         "x", window.width)));
-    make(n, window, flips(n), view);
+    const bool made = make(n, window, flips(n), view);
     if (!ctx->status().ok()) return;
+    if (!made) std::fill(view, view + view_len, 0.0f);
   }
 #if defined(__SSE2__)
   _mm_sfence();  // order the streaming stores before the batch is handed on
@@ -414,12 +434,6 @@ absl::Status GetDecodeOptions(OpKernelConstruction* ctx, DecodeOptions* options)
     return absl::InvalidArgumentError("frame_height and frame_width must both be 0 or both positive");
   }
   return absl::OkStatus();
-}
-
-absl::Status BadWindow(const std::string& what, const Window& window) {
-  return absl::InvalidArgumentError(absl::StrCat(what, ": invalid JPEG data or crop window (top ", window.top,
-                                                 ", left ", window.left, ", height ", window.height,
-                                                 ", width ", window.width, ")"));
 }
 
 class FlowStacksOp : public OpKernel {
@@ -438,6 +452,10 @@ class FlowStacksOp : public OpKernel {
     const int planes = static_cast<int>(contents.dim_size(1)), size = size_, row_len = size_ * planes;
     Tensor* output = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({count, size, size, planes}), &output));
+    Tensor* failed_out = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({count, planes}), &failed_out));
+    auto failed = failed_out->matrix<bool>();
+    failed.setConstant(false);
 
     // Per output channel, for plain and for mirrored stacks: q -> (q - zero) * scale like
     // augment.flow_view, and x -> 255 - x on the x planes when mirrored.
@@ -454,14 +472,17 @@ class FlowStacksOp : public OpKernel {
     std::vector<uint8_t> pixels, interleaved;
     std::vector<float> top(row_len), bottom(row_len);
     std::vector<Tap> xs, ys;
-    auto make = [&](int64_t n, const Window& window, bool flip, float* stack) {
+    auto make = [&](int64_t n, const Window& window, bool flip, float* stack) -> bool {
       const int h = window.height, w = window.width;
       const size_t plane_size = static_cast<size_t>(h) * w;
       pixels.resize(plane_size * planes);
-      for (int k = 0; k < planes; ++k) {
-        OP_REQUIRES(ctx, DecodeWindow(data(n, k), 1, window.top, window.left, h, w, options_, pixels.data() + k * plane_size),
-                    BadWindow(absl::StrCat("flow plane ", k, " of stack ", n), window));
+      bool decoded = true;
+      for (int k = 0; k < planes; ++k) {  // every plane, so that each bad one is named
+        failed(n, k) = !DecodeWindow(data(n, k), 1, window.top, window.left, h, w, options_,
+                                    pixels.data() + k * plane_size);
+        decoded = decoded && !failed(n, k);
       }
+      if (!decoded) return false;
       HorizontalTaps(w, size, flip, &xs);
       ComputeTaps(h, size, &ys);
       interleaved.resize(static_cast<size_t>(w) * planes);
@@ -474,6 +495,7 @@ class FlowStacksOp : public OpKernel {
         }
       };
       ResizeRows(ys, row_len, scale[flip].data(), shift[flip].data(), horizontal, &top, &bottom, stack);
+      return true;
     };
     ForEachView(ctx, count, static_cast<int64_t>(size) * row_len, "stack", output->flat<float>().data(), make);
   }
@@ -506,6 +528,10 @@ class RgbViewsOp : public OpKernel {
     const int size = size_, row_len = size_ * 3;
     Tensor* output = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({count, size, size, 3}), &output));
+    Tensor* failed_out = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({count}), &failed_out));
+    auto failed = failed_out->flat<bool>();
+    failed.setConstant(false);
 
     std::vector<float> scale(row_len), shift(row_len);
     for (int i = 0; i < row_len; ++i) {
@@ -517,11 +543,11 @@ class RgbViewsOp : public OpKernel {
     std::vector<uint8_t> pixels;
     std::vector<Tap> xs, ys;
     const bool bgr = bgr_;
-    auto make = [&](int64_t n, const Window& window, bool flip, float* view) {
+    auto make = [&](int64_t n, const Window& window, bool flip, float* view) -> bool {
       const int h = window.height, w = window.width;
       pixels.resize(static_cast<size_t>(h) * w * 3 + 1);  // + 1: the 4-byte loads of the last pixel
-      OP_REQUIRES(ctx, DecodeWindow(data(n), 3, window.top, window.left, h, w, options_, pixels.data()),
-                  BadWindow(absl::StrCat("RGB frame ", n), window));
+      failed(n) = !DecodeWindow(data(n), 3, window.top, window.left, h, w, options_, pixels.data());
+      if (failed(n)) return false;
       HorizontalTaps(w, size, flip, &xs);
       ComputeTaps(h, size, &ys);
       auto horizontal = [&](int r, float* row) {
@@ -531,6 +557,7 @@ class RgbViewsOp : public OpKernel {
         }
       };
       ResizeRows(ys, row_len, scale.data(), shift.data(), horizontal, &top, &bottom, view);
+      return true;
     };
     ForEachView(ctx, count, static_cast<int64_t>(size) * row_len, "frame", output->flat<float>().data(), make);
   }
@@ -563,6 +590,30 @@ class RgbViewsOp : public OpKernel {
   DecodeOptions options_;
 };
 
+// Frame sizes from the JPEG headers: libjpeg's header parser, 0x0 where it rejects the file.
+class JpegSizesOp : public OpKernel {
+ public:
+  explicit JpegSizesOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& contents = ctx->input(0);
+    TensorShape shape = contents.shape();
+    shape.AddDim(2);
+    Tensor* output = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, shape, &output));
+    const auto data = contents.flat<tstring>();
+    auto sizes = output->flat_inner_dims<int32_t>();
+    for (int64_t n = 0; n < data.size(); ++n) {
+      int width = 0, height = 0, components = 0;
+      const bool ok = ::tensorflow::jpeg::GetImageInfo(data(n).data(), static_cast<int>(data(n).size()), &width,
+                                                       &height, &components);
+      sizes(n, 0) = ok ? height : 0;
+      sizes(n, 1) = ok ? width : 0;
+    }
+  }
+};
+
+REGISTER_KERNEL_BUILDER(Name("TwoStreamJpegSizes").Device(::tensorflow::DEVICE_CPU), JpegSizesOp);
 REGISTER_KERNEL_BUILDER(Name("TwoStreamFlowStacks").Device(::tensorflow::DEVICE_CPU), FlowStacksOp);
 REGISTER_KERNEL_BUILDER(Name("TwoStreamRgbViews").Device(::tensorflow::DEVICE_CPU), RgbViewsOp);
 
