@@ -54,7 +54,8 @@ class VideoEntry:
         "v_ApplyEyeMakeup_g01_c01" or "ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01".
       label: 0-based class id.
       num_frames: RGB frames on disk.
-      num_flow: flow pairs on disk (usually num_frames - 1).
+      num_flow: flow pairs on disk (equal to num_frames in dense_flow's numbering, num_frames - 1 where every
+        frame was kept as RGB; see docs/conventions.md).
     """
 
     video: str
