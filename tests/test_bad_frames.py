@@ -23,7 +23,8 @@ from two_stream_tf.evaluation import protocol, report
 from two_stream_tf.evaluation.scores import load_scores
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FRAMES, FLOW = 12, 11  # per video
+FRAMES, FLOW = 12, 11  # per video: frames rendered, flow pairs
+RGB = FLOW  # RGB images: dense_flow's numbering writes one per flow pair
 SNIPPETS = 5
 
 # test videos: (file, damage) -> the view of these files is unreadable
@@ -74,7 +75,7 @@ def tree(tmp_path_factory):
     resize(path(*SMALL_FLOW), 0.625)
     for name in os.listdir(os.path.join(frames, ALL_ZERO)):
         zero(path(ALL_ZERO, name))
-    for t in range(1, FRAMES + 1):
+    for t in range(1, RGB + 1):
         damage_header(path(TRAIN_HEADER_AND_TRUNCATED, f"img_{t:05d}.jpg"))
     for t in range(1, FLOW + 1):
         truncate(path(TRAIN_HEADER_AND_TRUNCATED, f"flow_x_{t:05d}.jpg"), 0.5)
@@ -123,7 +124,7 @@ def test_test_views_with_unreadable_frames_are_masked_and_zeros(tree):
                                         crops=1, readable_mask=True)
     temporal = pipelines.temporal_dataset(index, training=False, batch_size=3, image_size=32, stack_length=5,
                                           num_snippets=SNIPPETS, crops=1, readable_mask=True)
-    for dataset, damaged, length, items in ((spatial, (ZERO_RGB, HEADER_RGB), 1, FRAMES),
+    for dataset, damaged, length, items in ((spatial, (ZERO_RGB, HEADER_RGB), 1, RGB),
                                             (temporal, (TRUNCATED_FLOW, SMALL_FLOW), 5, FLOW)):
         views, labels, readable = (np.concatenate([np.asarray(e[i]) for e in dataset]) for i in range(3))
         assert len(labels) == len(videos)  # every video is kept
@@ -159,7 +160,7 @@ def test_evaluation_averages_readable_views_and_marks_unscored_videos(tree, tmp_
         if readable[i].any():
             expected = model.predict(views[i][readable[i]], verbose=0).mean(0)
             np.testing.assert_allclose(scores.scores[i], expected, rtol=1e-5)
-    lost = {video: int(unreadable_snippets(FRAMES, 1, item_of(name)).sum()) for video, name in (ZERO_RGB, HEADER_RGB)}
+    lost = {video: int(unreadable_snippets(RGB, 1, item_of(name)).sum()) for video, name in (ZERO_RGB, HEADER_RGB)}
     lost[ALL_ZERO] = SNIPPETS
     assert {videos[i]: int(n) for i, n in enumerate(scores.unreadable_views) if n} == lost
     assert videos[np.flatnonzero(scores.unscored)[0]] == ALL_ZERO and scores.unscored.sum() == 1
@@ -202,8 +203,8 @@ def test_training_skips_counts_and_names_unreadable_samples(tree, kernels):
     assert os.path.join(tree.frames_dir, TRAIN_HEADER_AND_TRUNCATED, "flow_x_00004.jpg") in files
     assert os.path.join(tree.frames_dir, TRAIN_SIZES, "flow_y_00004.jpg") in files
     assert not any("flow_x" in name for name in files if TRAIN_SIZES in name)  # x planes have the common size
-    # TSN segments over all 12 frames: damaged headers, and one larger frame among the others.
-    spatial = pipelines.spatial_dataset(index, training=True, batch_size=4, image_size=32, num_segments=FRAMES,
+    # TSN segments over all 11 RGB images: damaged headers, and one larger frame among the others.
+    spatial = pipelines.spatial_dataset(index, training=True, batch_size=4, image_size=32, num_segments=RGB,
                                         seed=1)
     assert sorted(_epoch(spatial)) == expected and spatial.decode_stats.skipped == 2
     assert os.path.join(tree.frames_dir, TRAIN_SIZES, "img_00005.jpg") in spatial.decode_stats.files

@@ -92,15 +92,16 @@ def eval_net_rgb_inputs(folder, crop):
 
 @pytest.fixture(scope="module")
 def clips(shared_data, tmp_path_factory):
-    """The real clip's first 40 frames (39 DIS flow pairs) at 340×256 and at its native 320×240, and its
-    first 8 frames (7 pairs: shorter than a stack of 10), each extracted by the project."""
+    """The real clip's first 40 frames (39 DIS flow pairs and, in dense_flow's numbering, 39 RGB images) at
+    340×256 and at its native 320×240, and its first 8 frames (7 pairs: shorter than a stack of 10), each
+    extracted by the project."""
     root = tmp_path_factory.mktemp("tsn_eval_net")
     video = str(shared_data / "videos" / "ucf101" / f"{CLIP}.avi")
     made = {}
     for name, size, frames in (("stored_340", (340, 256), 40), ("stored_320", None, 40), ("short", None, 8)):
         result = extract_video(video, str(root / name), video_id=CLIP, size=size, flow_method="dis",
                                max_frames=frames)
-        assert result.status == "extracted" and result.num_frames == frames, result
+        assert result.status == "extracted" and result.num_frames == result.num_flow == frames - 1, result
         made[name] = index_videos(str(root / name), [(CLIP, 0)])
     return root, made
 
