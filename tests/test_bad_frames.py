@@ -29,7 +29,7 @@ SNIPPETS = 5
 
 # test videos: (file, damage) -> the view of these files is unreadable
 ZERO_RGB = ("v_RedTriangleRise_g04_c01", "img_00004.jpg")
-HEADER_RGB = ("v_RedTriangleRise_g04_c02", "img_00007.jpg")
+HEADER_RGB = ("v_RedTriangleRise_g04_c02", "img_00008.jpg")
 TRUNCATED_FLOW = ("v_RedTriangleRise_g05_c01", "flow_x_00003.jpg")
 SMALL_FLOW = ("v_RedTriangleRise_g05_c02", "flow_y_00006.jpg")
 ALL_ZERO = "v_RedTriangleFall_g04_c01"  # every file empty: no view decodes
@@ -134,7 +134,9 @@ def test_test_views_with_unreadable_frames_are_masked_and_zeros(tree):
             expected[videos.index(video)] = ~unreadable_snippets(items, length, item_of(name))
         np.testing.assert_array_equal(readable, expected)
         assert 0 < (~expected).sum() < expected.size
-        assert not np.any(views[~readable]) and np.all(np.abs(views[readable]).reshape(readable.sum(), -1).max(1) > 0)
+        assert not np.any(views[~readable])
+        if length == 1:  # (a readable flow view of still frames is exactly 0 too: no motion normalises to 0)
+            assert np.all(np.abs(views[readable]).reshape(readable.sum(), -1).max(1) > 0)
         named = set(dataset.decode_stats.files)
         assert {os.path.join(tree.frames_dir, *item) for item in damaged} <= named
 
