@@ -1,6 +1,7 @@
 """Prediction on real UCF-101 clips: flow as in data preparation, the test protocol, windows, annotated videos."""
 import json
 import os
+import re
 import stat
 
 import cv2
@@ -279,12 +280,13 @@ def test_unreadable_inputs_raise_user_errors_naming_them(predictor, tmp_path):
         (text, "notes.avi: not a video"),
         (empty_file, "empty.mp4: empty file"),
         (no_frames, "no_frames.avi: empty video: no frames could be decoded"),
-        (one_frame, "one_frame.avi: only 1 frame decoded; optical flow needs at least 2"),
+        (one_frame, "one_frame.avi: 1 frame decoded; the temporal stream needs at least 2 (one flow pair; "
+                    "a full stack of 2 pairs takes 3 frames)"),
         (tmp_path, "is a folder, not a video file"),
         (63, "camera 63 could not be opened"),
     ]
     for source, message in cases:
-        with pytest.raises(UserError, match=message.replace(".", r"\.")):
+        with pytest.raises(UserError, match=re.escape(message)):
             predictor.predict_video(source)
 
 

@@ -26,6 +26,8 @@ from two_stream_tf.errors import UserError
 from two_stream_tf.listen_address import parse_bind_address
 
 STACK_LENGTH, IMAGE_SIZE = 5, 64
+# Seconds a server may take to start or stop: generous, a loaded machine takes minutes to import TensorFlow.
+SERVER_TIMEOUT = 900
 
 
 # --- servers ------------------------------------------------------------------------------------------------
@@ -34,7 +36,7 @@ STACK_LENGTH, IMAGE_SIZE = 5, 64
 def local_service(tmp_path_factory):
     """A dispatcher and two workers on 127.0.0.1, each its own `two-stream data-service` process."""
     logs = tmp_path_factory.mktemp("data_service_logs")
-    local = LocalService(num_workers=2, work_dir=logs / "dispatcher_state", log_dir=str(logs))
+    local = LocalService(num_workers=2, work_dir=logs / "dispatcher_state", log_dir=str(logs), timeout=SERVER_TIMEOUT)
     with local:
         yield local
     # Ctrl-C stops each server cleanly: exit status 0 and a last word.
@@ -207,7 +209,7 @@ def _endless_job(address):
 
 @needs_proc_net
 def test_bind_puts_the_service_on_that_address_and_it_stops_cleanly_mid_job(tmp_path):
-    local = LocalService(num_workers=1, bind="127.0.0.2", log_dir=str(tmp_path))
+    local = LocalService(num_workers=1, bind="127.0.0.2", log_dir=str(tmp_path), timeout=SERVER_TIMEOUT)
     with local:
         worker_port = _worker_port(local.workers[0])
         assert local.address == f"grpc://127.0.0.2:{local.port}"
@@ -231,19 +233,19 @@ def test_a_worker_whose_dispatcher_is_gone_ends_within_its_stop_timeout(tmp_path
     worker = ServerProcess(["worker", "--dispatcher", f"127.0.0.3:{port}", "--bind", "127.0.0.3",
                             "--stop-timeout", "5"], str(tmp_path / "w.log"))
     try:
-        dispatcher.wait_for("listening on", 180)
-        worker.wait_for("registered with the dispatcher", 180)
+        dispatcher.wait_for("listening on", SERVER_TIMEOUT)
+        worker.wait_for("registered with the dispatcher", SERVER_TIMEOUT)
         iterator = _endless_job(f"grpc://127.0.0.3:{port}")
         dispatcher.interrupt()
-        assert dispatcher.wait(180) == 0
+        assert dispatcher.wait(SERVER_TIMEOUT) == 0
         time.sleep(2)  # the worker's pipeline now asks the stopped dispatcher for splits
         worker.interrupt()
-        assert worker.wait(180) == 1, worker.output
+        assert worker.wait(SERVER_TIMEOUT) == 1, worker.output
     finally:
         worker.interrupt()
         dispatcher.interrupt()
-        worker.wait(180)
-        dispatcher.wait(180)
+        worker.wait(SERVER_TIMEOUT)
+        dispatcher.wait(SERVER_TIMEOUT)
     assert "tf.data service worker stopping" in worker.output and "stopped" not in worker.output
     assert "Timeout (0:00:05)!" in (tmp_path / "w.log").read_text()
     del iterator
