@@ -2,9 +2,12 @@
 
     two-stream evaluate --flagfile=experiments/configs/ucf101_resnet50_spatial_split1.cfg
     two-stream evaluate --checkpoint=runs/spatial --test_snippets=25 --test_crops=10
+    two-stream evaluate --checkpoint=https://example.org/ucf101_spatial.keras --stream=spatial \
+        --frames_root=data/ucf101/frames --split_dir=data/ucf101/splits --output_dir=eval/spatial
 
 Takes the same flags as `two-stream train` (so one recipe serves both); dataset and model settings not
-given on the command line come from the run's `train_config.json`. Writes to `--output_dir` (default
+given on the command line come from the run's `train_config.json`. A `--checkpoint` URL of a `.keras` file is
+downloaded once (Keras' cache folder) and needs `--output_dir` and the dataset flags. Writes to `--output_dir` (default
 `<model_dir>/evaluation_split<N>_<subset>`): `scores.npz` (per-video softmax averages, plain arrays),
 `metrics.json` (top-1, top-5, mean class accuracy, confusion matrix), `per_class_accuracy.json`,
 `confusion_matrix.png` and `flags.cfg`.
@@ -45,22 +48,34 @@ def main(argv, prog="two-stream evaluate"):
     if not location:
         raise UserError("--checkpoint (or --model_dir) is required: the model to evaluate")
     flag = "checkpoint" if fv.checkpoint else "model_dir"
-    model_file = checkpoints.find_model_file(location)
+    from two_stream_tf.models import remote
+    downloaded = remote.is_url(location)
+    if downloaded:
+        if not (fv.output_dir or (fv.checkpoint and fv.model_dir)):
+            raise UserError(f"--output_dir is required when --{flag} is a URL (where to write the report)")
+        try:
+            model_file = remote.fetch_model(location)
+        except UserError as error:
+            raise UserError(f"--{flag}: {error}") from None
+    else:
+        model_file = checkpoints.find_model_file(location)
     if model_file is None:
-        raise UserError(f"--{flag}: no model at {location} (a .keras file, or a model_dir with best.keras, "
-                        "final.keras or periodic checkpoints)")
-    run_dir = os.path.dirname(os.path.abspath(model_file))
-    run = fit.load_run_config(run_dir)
+        raise UserError(f"--{flag}: no model at {location} (a .keras file, a model_dir with best.keras, "
+                        "final.keras or periodic checkpoints, or a URL of a .keras file)")
+    # A downloaded model's folder is the download cache, not a run folder: nothing to read or write there.
+    run_dir = fv.model_dir if downloaded else os.path.dirname(os.path.abspath(model_file))
+    run = fit.load_run_config(run_dir) if run_dir else None
     values = _settings(fv, run)
     for name in ("stream", "frames_root", "split_dir"):
         if not values[name]:
-            raise UserError(f"--{name} is required ({run_dir} has no {fit.CONFIG_NAME} to take it from)")
+            where = f"{run_dir} has no {fit.CONFIG_NAME}" if run_dir else "a downloaded model has no run folder"
+            raise UserError(f"--{name} is required ({where} to take it from)")
     for name in ("frames_root", "split_dir"):
         if not os.path.isdir(values[name]):
             raise UserError(f"--{name}: folder not found: {values[name]}")
     subset = values["class_subset"]
     config = fit.TrainConfig(stream=values["stream"], frames_root=values["frames_root"],
-                             split_dir=values["split_dir"], model_dir=run_dir, split=values["split"],
+                             split_dir=values["split_dir"], model_dir=run_dir or "", split=values["split"],
                              layout=values["layout"], dataset=values["dataset"],
                              class_subset=common.class_subset(subset) if isinstance(subset, str) else subset,
                              index_cache=fv.index_cache)
