@@ -200,9 +200,11 @@ def underscore_flag_names(fv, argv):
             dashes = "--" if arg.startswith("--") else "-"
             name, equals, value = arg[len(dashes):].partition("=")
             spelled = name.replace("-", "_")
-            bare = spelled[2:] if spelled.startswith("no") else None
-            if spelled in known or (bare in known and not equals):
+            negated = spelled[2:].lstrip("_") if spelled.startswith("no") else None  # --no-index-cache
+            if spelled in known:
                 arg = f"{dashes}{spelled}{equals}{value}"
+            elif negated in known and not equals:
+                arg = f"{dashes}no{negated}"
         result.append(arg)
     return result
 

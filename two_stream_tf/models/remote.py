@@ -50,8 +50,12 @@ def fetch_model(url, cache_dir=None):
     path = urllib.parse.urlsplit(url).path
     if not path.endswith(".keras"):
         raise UserError(f"model URL {url}: must name a .keras file")
+    cache_dir = cache_dir or DEFAULT_CACHE_DIR
+    if cache_dir is not None:
+        # Keras falls back to a folder in /tmp for a cache folder that does not exist yet.
+        os.makedirs(os.path.join(os.path.expanduser(cache_dir), CACHE_SUBDIR), exist_ok=True)
     try:
-        return keras.utils.get_file(fname=cached_name(url), origin=url, cache_dir=cache_dir or DEFAULT_CACHE_DIR,
+        return keras.utils.get_file(fname=cached_name(url), origin=url, cache_dir=cache_dir,
                                     cache_subdir=CACHE_SUBDIR)
     except Exception as error:  # Keras wraps URL, HTTP and file errors in plain Exceptions
         reason = str(error).splitlines()[0] if str(error).strip() else type(error).__name__

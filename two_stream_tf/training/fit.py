@@ -492,6 +492,11 @@ def train(config, *, strategy=None, indices=None, flags_text=None, callbacks=Non
     if len(train_index) == 0:
         raise UserError(f"the training list of split {config.split} in {config.split_dir} has no videos")
     num_classes = len(train_index.classes)
+    steps_per_epoch, epochs, total_steps = run_length(config, len(train_index))
+    check_warmup(config, total_steps)
+    if stages:
+        from two_stream_tf.training import finetune
+        finetune.check_stages(stages, epochs)
     strategy = strategy or strategy_lib.create_strategy(config.strategy, config.tpu)
     replicas = strategy.num_replicas_in_sync
     if config.batch_size % replicas:
@@ -508,11 +513,6 @@ def train(config, *, strategy=None, indices=None, flags_text=None, callbacks=Non
         keras.mixed_precision.set_global_policy(_mixed_precision_policy(strategy))
     try:
         image_size, rgb_normalization = stream_input_facts(config)
-        steps_per_epoch, epochs, total_steps = run_length(config, len(train_index))
-        check_warmup(config, total_steps)
-        if stages:
-            from two_stream_tf.training import finetune
-            finetune.check_stages(stages, epochs)
 
         with strategy.scope():
             model = build_model(config, num_classes, image_size, classes=train_index.classes)

@@ -110,12 +110,22 @@ def check_compatible(source, target, where):
     if have[:2] != want[:2]:
         raise UserError(f"init_from {where}: takes {_describe_input(have)} inputs; this run builds "
                         f"{_describe_input(want)} (set image_size to {have[0]})")
-    source_shapes = [tuple(w.shape) for w in source.get_layer("backbone").weights]
-    target_shapes = [tuple(w.shape) for w in target.get_layer("backbone").weights]
-    if source_shapes != target_shapes:
-        raise UserError(f"init_from {where}: its backbone ({source.name}, {len(source_shapes)} weights) is not "
-                        f"this run's ({target.name}, {len(target_shapes)} weights); give the same backbone and "
+    source_weights = source.get_layer("backbone").weights
+    target_weights = target.get_layer("backbone").weights
+    for theirs, mine in zip(source_weights, target_weights):
+        if tuple(theirs.shape) != tuple(mine.shape):
+            raise UserError(f"init_from {where}: its backbone ({source.name}) is not this run's ({target.name}): "
+                            f"{_short_path(theirs)} is {tuple(theirs.shape)}, here {tuple(mine.shape)}; give the "
+                            "same backbone and backbone_kwargs")
+    if len(source_weights) != len(target_weights):
+        raise UserError(f"init_from {where}: its backbone ({source.name}, {len(source_weights)} weights) is not "
+                        f"this run's ({target.name}, {len(target_weights)} weights); give the same backbone and "
                         "backbone_kwargs")
+
+
+def _short_path(variable):
+    # "spatial_mobilenet/backbone/conv1/kernel" -> "conv1/kernel"
+    return "/".join(variable.path.split("/")[-2:])
 
 
 def initialize_from(model, location, classes=None, cache_dir=None):
