@@ -146,6 +146,29 @@ def test_stages_move_the_classifier_then_the_top_block_then_everything(synthetic
     assert fit.load_run_config(result.model_dir)["trainable_layers"] == "classifier@0,blocks:1@1,all@2"
 
 
+class _CrashAfter(keras.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise RuntimeError("simulated crash")
+
+
+def test_a_resumed_run_continues_in_its_stage_with_the_optimizer_state(synthetic_dataset, shared_data, tmp_path):
+    config = _config(synthetic_dataset, shared_data, tmp_path / "run", epochs=3, trainable_layers="classifier,all@1")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        fit.train(config, callbacks=[_CrashAfter(1)])  # the backup of epoch 2 (stage "all") is written first
+    recorder = _Recorder()
+    result = fit.train(config, callbacks=[recorder])
+    assert result.resumed_from_epoch == 2 and recorder.epochs == [2]
+    # The step counter came back from the backup (4 steps done) and went on; the whole model trains.
+    assert recorder.steps == [6]
+    moved = {_layer_of(path) for path in _moved(recorder.initial, recorder.weights[0])}
+    assert {"conv1", "conv_dw_1", "conv_pw_13", "logits"} <= moved
+
+
 def test_a_schedule_the_backbone_or_run_cannot_follow_is_refused(synthetic_dataset, shared_data, tmp_path):
     with pytest.raises(UserError, match="backbone mobilenet has 13 blocks, fewer than 14; use 'all'"):
         fit.train(_config(synthetic_dataset, shared_data, tmp_path / "a", epochs=2,
