@@ -200,6 +200,8 @@ def check_builder_arguments(spec, kwargs):
         if name in RESERVED_ARGUMENTS:
             continue  # check_backbone_arguments explains these
         if name not in parameters:
+            if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+                continue  # a builder taking **kwargs: Keras judges the name
             raise UserError(f"backbone {spec.name} takes no argument {name!r} (it takes "
                             f"{', '.join(accepted) or 'none'})")
         default = parameters[name].default

@@ -182,15 +182,16 @@ class StagedUnfreezing(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         stage = stage_at(self.stages, epoch)
         if stage == self._current:
-            if not self.applied:  # the first stage, set up front (the training function already fits it)
-                self.applied.append((epoch, stage))
-            return
-        self._set(stage)
-        self._current = stage
+            if self.applied:
+                return
+            # The first stage was set up front: the training function already fits it.
+        else:
+            self._set(stage)
+            self._current = stage
+            # The traced step holds the old trainable variables; trace a new one for this stage.
+            self.model.make_train_function(force=True)
         self.applied.append((epoch, stage))
-        # The traced step holds the old trainable variables; trace a new one for this stage.
-        self.model.make_train_function(force=True)
         if self.verbose:
             count = sum(int(keras.ops.size(v)) for v in self.model.trainable_variables)
-            print(f"epoch {epoch + 1}: training {stage.what if stage.what != BLOCKS else f'top {stage.blocks} blocks'}"
-                  f" ({count:,} weights)", flush=True)
+            what = {CLASSIFIER: "the classifier", ALL: "every layer"}.get(stage.what, f"the top {stage.blocks} blocks")
+            print(f"epoch {epoch + 1}: training {what} ({count:,} weights)", flush=True)
