@@ -358,3 +358,23 @@ print(matplotlib.get_backend(), array.shape[2], len(plt.get_fignums()))
     assert process.returncode == 0, process.stderr
     assert process.stdout.split() == ["svg", "3", "0"]
     assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# --- errors ---------------------------------------------------------------------------------------------
+
+def test_user_errors_are_value_errors():
+    assert issubclass(UserError, ValueError)
+    with pytest.raises(ValueError, match="stage 'top@0' is not classifier"):
+        finetune.parse_stages("top@0")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(alpha="abc"), "backbone mobilenet: alpha='abc' is not a number (default 1.0)"),
+    (dict(alpha=-1.0), "backbone mobilenet (alpha=-1.0) with weights='{file}': Invalid value for argument `filters`"),
+    (dict(alpha=0.5), "weights file {file} does not fit backbone mobilenet (alpha=0.5): Shape mismatch"),
+])
+def test_backbone_arguments_and_weights_files_are_blamed_apart(shared_data, kwargs, message):
+    weights = str(shared_data / MOBILENET_FILE)
+    with pytest.raises(UserError) as caught:
+        get_backbone("mobilenet").build((64, 64, 3), weights=weights, **kwargs)
+    assert str(caught.value).startswith(message.format(file=weights)), str(caught.value)
