@@ -1,7 +1,10 @@
 """Training: distribution strategies, learning-rate schedules, callbacks and the fit loop.
 
 Modules (imported one by one, so that light users such as `cluster` do not load TensorFlow):
-  fit          `TrainConfig` and `train(config)`: indices, strategy, model, datasets, `model.fit`, run folder
+  fit          `TrainConfig` and `train(config, callbacks=[...])`: indices, strategy, model, datasets,
+               `model.fit`, run folder
+  warm_start   `init_from`: a new run from a trained stream model (all weights, or re-headed for new classes)
+  finetune     staged fine-tuning (`classifier@0,blocks:2@10`): trainable layers per epoch, one optimizer
   strategy     `create_strategy(name)`: auto / one_device / mirrored / multi_worker / tpu; `split_cpu`
   schedules    `build_schedule`: constant, step (TSN), cosine, linear warm-up
   losses       sparse categorical cross-entropy with label smoothing
