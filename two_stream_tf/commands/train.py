@@ -78,7 +78,9 @@ def config_from_flags(fv):
         tf_data_service=fv.tf_data_service,
         validation=fv.validation, validation_freq=fv.validation_freq, validation_videos=fv.validation_videos,
         checkpoint_every=fv.checkpoint_every, backup_every_steps=fv.backup_every_steps,
-        tensorboard_images=fv.tensorboard_images, verbose=fv.verbose)
+        tensorboard_images=fv.tensorboard_images, verbose=fv.verbose,
+        reference_batch_size=fv.reference_batch_size, health_checks=fv.health_checks,
+        health_every_steps=fv.health_every_steps, stop_on_collapse=fv.stop_on_collapse)
 
 
 def open_indices_for_flags(config):
@@ -88,6 +90,15 @@ def open_indices_for_flags(config):
         return fit.open_indices(config)
     except UserError as error:
         raise UserError(f"--split_dir/--frames_root (split {config.split}): {error}") from None
+
+
+def _rate_note(config):
+    if not config.reference_batch_size:
+        return ""
+    from two_stream_tf.training.schedules import scaled_learning_rate
+    rate = scaled_learning_rate(config.learning_rate, config.batch_size, config.reference_batch_size)
+    return (f", learning rate {rate:g} (--learning_rate={config.learning_rate:g} for a batch of "
+            f"{config.reference_batch_size}, scaled linearly)")
 
 
 def main(argv, stream=None, prog="two-stream train"):
@@ -121,7 +132,7 @@ def main(argv, stream=None, prog="two-stream train"):
                         f"{strategy.num_replicas_in_sync} replicas")
     print(f"{prog}: {config.stream} stream, {len(indices[0])} training / {len(indices[1])} test videos, "
           f"{len(indices[0].classes)} classes, {strategy.num_replicas_in_sync} replica(s) "
-          f"({type(strategy).__name__}), global batch {config.batch_size}", flush=True)
+          f"({type(strategy).__name__}), global batch {config.batch_size}{_rate_note(config)}", flush=True)
     result = fit.train(config, strategy=strategy, indices=indices, flags_text=fv.flags_into_string())
     if result.history:
         last = result.history[-1]

@@ -16,6 +16,7 @@ global batch is split across replicas) and runs `model.fit` with the callbacks o
   log.csv                       one row per epoch: loss, top-1, top-5, validation, learning rate
   tensorboard/                  scalars (train/, validation/) and images (images/)
   train_config.json             the run's configuration as plain values (also read by evaluation)
+  health.log                    warnings of the health checks, when there were any (`training.health`)
 
 Rerunning the same call after a crash continues where the backup stopped.
 """
@@ -31,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from two_stream_tf.errors import UserError
-from two_stream_tf.training import atomic, callbacks, checkpoints, losses, schedules, summaries
+from two_stream_tf.training import atomic, callbacks, checkpoints, health, losses, schedules, summaries
 from two_stream_tf.training import strategy as strategy_lib
 
 STREAMS = ("spatial", "temporal", "fusion")
@@ -59,7 +60,9 @@ class TrainConfig:
       dirs) and fusion ("recurrent").
     Optimisation:
       batch_size (global), epochs or train_steps, steps_per_epoch (None: one pass over the training list),
-      optimizer, learning_rate, momentum, weight_decay, lr_schedule ("constant", "step", "cosine"),
+      optimizer, learning_rate, reference_batch_size (the global batch learning_rate is given for; the
+      rate used is learning_rate * batch_size / reference_batch_size, TSN's linear rule; 0: as given),
+      momentum, weight_decay, lr_schedule ("constant", "step", "cosine"),
       lr_boundaries (optimizer steps), lr_decay, warmup_steps, label_smoothing, clip_norm (global norm,
       0: off), mixed_precision, jit_compile.
     Run:
@@ -68,6 +71,8 @@ class TrainConfig:
       the training pipeline runs on its workers, see `two_stream_tf.data.service`), validation,
       validation_freq, validation_videos (0: all),
       checkpoint_every (epochs), backup_every_steps (0: each epoch), tensorboard_images, verbose.
+    Health (see `two_stream_tf.training.health`):
+      health_checks (on by default), health_every_steps, stop_on_collapse.
     """
 
     stream: str
@@ -97,6 +102,7 @@ class TrainConfig:
     steps_per_epoch: int = None
     optimizer: str = "sgd"
     learning_rate: float = 0.001
+    reference_batch_size: int = 0
     momentum: float = 0.9
     weight_decay: float = 5e-4
     lr_schedule: str = "step"
@@ -121,6 +127,9 @@ class TrainConfig:
     backup_every_steps: int = 0
     tensorboard_images: bool = True
     verbose: int = 1
+    health_checks: bool = True
+    health_every_steps: int = 50
+    stop_on_collapse: bool = False
 
     def to_json(self):
         values = dataclasses.asdict(self)
@@ -318,7 +327,9 @@ def stream_input_facts(config):
 
 def build_optimizer(config, total_steps):
     """The optimizer with its learning-rate schedule, weight decay (not on biases and BN) and clipping."""
-    schedule = schedules.build_schedule(config.lr_schedule, config.learning_rate, total_steps=total_steps,
+    learning_rate = schedules.scaled_learning_rate(config.learning_rate, config.batch_size,
+                                                   config.reference_batch_size)
+    schedule = schedules.build_schedule(config.lr_schedule, learning_rate, total_steps=total_steps,
                                         boundaries=config.lr_boundaries, decay_rate=config.lr_decay,
                                         warmup_steps=config.warmup_steps)
     common = dict(learning_rate=schedule, weight_decay=config.weight_decay or None,
@@ -476,6 +487,16 @@ def train(config, *, strategy=None, indices=None, flags_text=None):
                 os.path.join(write_dir, TENSORBOARD_DIR), samples, config.stream, train_index.classes,
                 validation=validation, rgb_normalization=rgb_normalization,
                 period=config.validation_freq))
+
+        if config.health_checks:
+            # Last in the list: with stop_on_collapse its on_train_end raises, after the others have run.
+            run_callbacks.append(health.TrainingHealth(
+                _numpy_batch(train_fn, 8)[0], num_classes, every_steps=config.health_every_steps,
+                stop_on_collapse=config.stop_on_collapse, batch_size=config.batch_size,
+                learning_rate=schedules.scaled_learning_rate(config.learning_rate, config.batch_size,
+                                                             config.reference_batch_size),
+                partial_bn=config.partial_bn, log_path=os.path.join(write_dir, health.LOG_NAME) if chief else None,
+                echo=chief))
 
         with warnings.catch_warnings():
             # Each validation reads the finite test list to its end, which Keras reports as running out
