@@ -114,7 +114,7 @@ def test_a_collapsing_run_warns_and_a_healthy_run_does_not(synthetic_dataset, sh
     first = log.splitlines()[0]
     assert first.startswith("TRAINING HEALTH: ") and " at step 2: " in first
     assert any(kind in first for kind in (health.CONSTANT, health.DEAD_BACKBONE, health.NON_FINITE))
-    assert "likely cause: the learning rate 5 is high for a global batch of 8" in first
+    assert "likely cause: the learning rate 5 is too high for a global batch of 8, 640000x TSN's RGB" in first
     assert "partial BN" in first
     assert f"WARNING: {first}" in err
     # Without --stop_on_collapse the run goes on to its end and keeps its outputs.
@@ -141,7 +141,7 @@ def test_stop_on_collapse_stops_the_cli_run_with_one_line(synthetic_dataset, sha
     assert process.returncode == 2, process.stderr[-3000:]
     last = process.stderr.strip().splitlines()[-1]
     assert last.startswith("two-stream train: error: training stopped at step 2 (--stop_on_collapse): ")
-    assert "likely cause: the learning rate 5 is high for a global batch of 8" in last
+    assert "likely cause: the learning rate 5 is too high for a global batch of 8" in last
     assert "Traceback" not in process.stderr
     # Stopped in the first epoch: one row in the log, no final model, the warning in health.log.
     assert len(_log_rows(model_dir)) == 1

