@@ -114,7 +114,7 @@ def test_a_collapsing_run_warns_and_a_healthy_run_does_not(synthetic_dataset, sh
     first = log.splitlines()[0]
     assert first.startswith("TRAINING HEALTH: ") and " at step 2: " in first
     assert any(kind in first for kind in (health.CONSTANT, health.DEAD_BACKBONE, health.NON_FINITE))
-    assert "likely cause: the learning rate 5 is too high for a global batch of 8, 640000x TSN's RGB" in first
+    assert "likely cause: the learning rate 5 is too high for a global batch of 8, 80000x TSN's RGB" in first
     assert "partial BN" in first
     assert f"WARNING: {first}" in err
     # Without --stop_on_collapse the run goes on to its end and keeps its outputs.
@@ -133,7 +133,8 @@ def test_stop_on_collapse_stops_the_cli_run_with_one_line(synthetic_dataset, sha
                f"--frames_root={synthetic_dataset.frames_dir}", f"--split_dir={synthetic_dataset.split_dir}",
                f"--model_dir={model_dir}", "--backbone=mobilenet", "--backbone_kwargs=alpha=0.25",
                f"--weights={shared_data / MOBILENET}", "--image_size=64", "--num_segments=2", "--partial_bn",
-               "--batch_size=8", "--learning_rate=5", "--lr_schedule=constant", "--epochs=3", "--steps_per_epoch=4",
+               "--batch_size=8", "--learning_rate=5", "--lr_schedule=constant", "--epochs=3",
+               "--steps_per_epoch=4",
                "--novalidation", "--notensorboard_images", "--verbose=0", "--health_every_steps=2",
                "--stop_on_collapse"]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")

@@ -495,8 +495,8 @@ def train(config, *, strategy=None, indices=None, flags_text=None):
                 stop_on_collapse=config.stop_on_collapse, batch_size=config.batch_size,
                 learning_rate=schedules.scaled_learning_rate(config.learning_rate, config.batch_size,
                                                              config.reference_batch_size),
-                partial_bn=config.partial_bn, log_path=os.path.join(write_dir, health.LOG_NAME) if chief else None,
-                echo=chief))
+                partial_bn=config.partial_bn, echo=chief,
+                log_path=os.path.join(write_dir, health.LOG_NAME) if chief else None))
 
         with warnings.catch_warnings():
             # Each validation reads the finite test list to its end, which Keras reports as running out

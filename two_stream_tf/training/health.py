@@ -197,7 +197,8 @@ class TrainingHealth(keras.callbacks.Callback):
         found = []
         if loss is not None and not math.isfinite(float(loss)):
             found.append(HealthFinding(NON_FINITE, step, f"the training loss is {float(loss)}"))
-        bad = [v.path for v in self.model.trainable_variables if not np.all(np.isfinite(keras.ops.convert_to_numpy(v)))]
+        bad = [v.path for v in self.model.trainable_variables
+               if not np.all(np.isfinite(keras.ops.convert_to_numpy(v)))]
         if bad:
             found.append(HealthFinding(NON_FINITE, step, f"{len(bad)} weight tensors hold NaN or inf "
                                        f"(first: {bad[0]})"))
