@@ -151,3 +151,53 @@ def test_temporal_recipe_is_healthy_at_tsn_rate_and_stops_loudly_at_sixteen_time
     assert "16x its flow rate per video" in message and "partial BN" in message
     assert "TRAINING HEALTH" in (tmp_path / "high_rate" / "health.log").read_text()
     assert not (tmp_path / "high_rate" / "final.keras").exists()
+
+
+@pytest.mark.slow
+def test_the_classifier_init_is_what_kept_partial_bn_from_switching_mobilenet_off(real_clips, shared_data):
+    """The measurement behind TSN's classifier init: the RGB recipe's settings (partial BN, lr 0.001 for a
+    batch of 8, momentum 0.9, weight decay 5e-4, dropout 0.8, clipping 40), six steps, with Keras' Glorot
+    classifier and with TSN's N(0, 0.001) one; only the classifier's initial weights differ."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from two_stream_tf.training import fit
+
+    root, num_classes = real_clips
+    config = fit.TrainConfig(stream="spatial", frames_root=str(root / "frames"), split_dir=str(root / "splits"),
+                             model_dir="", backbone="mobilenet", backbone_kwargs={"alpha": 0.25},
+                             weights=str(shared_data / MOBILENET), partial_bn=True, num_segments=3, dropout=0.8,
+                             batch_size=BATCH, learning_rate=0.001, lr_schedule="constant", clip_norm=40,
+                             index_cache=False, seed=0)
+    (train_index,) = fit.open_indices(config, subsets=("train",))
+    batches = list(fit.dataset_fn(config, train_index, training=True, rgb_normalization="tf", image_size=112,
+                                  repeat=True)(None).take(7).as_numpy_iterator())
+    fixed = batches[0][0].reshape((-1, 112, 112, 3))
+
+    def run(classifier_init):
+        keras.utils.set_random_seed(0)
+        model = fit.compile_model(fit.build_model(config, num_classes, 112), config, 6, num_classes)
+        classifier = model.get_layer("segment_logits")
+        if classifier_init is not None:
+            classifier.kernel.assign(classifier_init(classifier.kernel.shape))
+        backbone = model.get_layer("backbone")
+        probe = keras.Model(backbone.input, backbone.get_layer("conv_pw_13_relu").output)
+        active = [float(np.mean(probe(fixed, training=False).numpy() > 0))]
+        x, y = batches[1]
+        with tf.GradientTape() as tape:
+            first_loss = model.loss(y, model(x, training=True))
+        first_norm = float(tf.linalg.global_norm(tape.gradient(first_loss, model.trainable_variables)))
+        for x, y in batches[1:]:
+            model.train_on_batch(x, y)
+        active.append(float(np.mean(probe(fixed, training=False).numpy() > 0)))
+        return float(first_loss), first_norm, active
+
+    glorot = run(keras.initializers.GlorotUniform(seed=0))
+    tsn = run(None)  # the streams' own init
+    print(f"Glorot: first loss {glorot[0]:.2f}, gradient norm {glorot[1]:.0f}, active {glorot[2]}; "
+          f"TSN: first loss {tsn[0]:.2f}, gradient norm {tsn[1]:.0f}, active {tsn[2]}")
+    assert glorot[0] > 2 * np.log(num_classes) and glorot[1] > 50
+    assert glorot[2][0] > 0.2 and glorot[2][1] < 0.05  # switched off in six steps
+    assert abs(tsn[0] - np.log(num_classes)) < 0.1 and tsn[1] < 30
+    assert tsn[2][1] > 0.2  # still on
