@@ -9,6 +9,9 @@ after each validation:
   dead backbone  more than `dead_threshold` of the backbone's last activation is zero on the fixed batch,
                  and more than when training began (a frozen backbone that starts sparse is not news)
   constant       the model gives every input of the fixed batch the same scores
+
+The fixed batch runs as a training step sees it (`as_training_sees_it`: batch statistics in the BN layers
+that train, no dropout), so BN moving averages that lag behind young weights do not pass for a collapse.
   chance         from the `chance_after`-th validation on, validation top-1 is at chance level
 
 Each finding is a loud warning (the `two_stream_tf.training.health` logger, stderr, and `health.log` in
@@ -20,6 +23,7 @@ callback raises `TrainingCollapse` (a `UserError`, so entry points print one lin
                             learning_rate=0.001, batch_size=8, log_path="runs/x/health.log")
     model.fit(..., callbacks=[..., health])
 """
+import contextlib
 import logging
 import math
 import sys
@@ -177,7 +181,10 @@ class TrainingHealth(keras.callbacks.Callback):
 
     def _dead_share(self):
         x = self._backbone_input() if self._activation is not None else None
-        return None if x is None else dead_share(self._activation(x, training=False))
+        if x is None:
+            return None
+        with as_training_sees_it(self.model):
+            return dead_share(self._activation(x, training=True))
 
     def _backbone_input(self):
         # A segment model's backbone sees (B·S, H, W, C).
@@ -210,7 +217,8 @@ class TrainingHealth(keras.callbacks.Callback):
                     f"({self._activation_name}) is zero on a fixed batch of training inputs "
                     f"({100 * (self.start_dead_share or 0.0):.1f} % when training began; healthy: at most "
                     f"{100 * self.dead_threshold:g} %)"))
-            scores = keras.ops.convert_to_numpy(self._scores(self.probe_x, training=False))
+            with as_training_sees_it(self.model):
+                scores = keras.ops.convert_to_numpy(self._scores(self.probe_x, training=True))
             if constant_predictions(scores):
                 found.append(HealthFinding(CONSTANT, step, "the model gives every input of a fixed batch "
                                            "of training inputs the same scores"))
@@ -270,6 +278,41 @@ class TrainingHealth(keras.callbacks.Callback):
             raise TrainingCollapse(f"training stopped at step {finding.step} (--stop_on_collapse): "
                                    f"{finding.kind}: {finding.message}; "
                                    f"{likely_causes(finding.kind, **self.settings)}")
+
+
+@contextlib.contextmanager
+def as_training_sees_it(model):
+    """Within: `model(x, training=True)` computes what a training step sees, without its side effects.
+
+    BatchNormalization layers that train normalise by the batch's statistics, as in a training step (in
+    inference mode their moving averages, which lag behind young weights, would make a healthy model look
+    collapsed); their moving statistics are put back afterwards. Dropout is off (rate 0 draws no random
+    numbers, so training's random sequence is untouched). Frozen layers run in inference mode either way.
+    """
+    layers = list(_all_layers(model))
+    batch_norms = [layer for layer in layers if isinstance(layer, keras.layers.BatchNormalization)
+                   and layer.trainable]
+    dropouts = [layer for layer in layers if isinstance(layer, keras.layers.Dropout)]
+    numpy = keras.ops.convert_to_numpy
+    statistics = [(numpy(layer.moving_mean), numpy(layer.moving_variance)) for layer in batch_norms]
+    rates = [layer.rate for layer in dropouts]
+    try:
+        for layer in dropouts:
+            layer.rate = 0.0
+        yield model
+    finally:
+        for layer, rate in zip(dropouts, rates):
+            layer.rate = rate
+        for layer, (mean, variance) in zip(batch_norms, statistics):
+            layer.moving_mean.assign(mean)
+            layer.moving_variance.assign(variance)
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer)
 
 
 def _layer_or_none(model, name):
