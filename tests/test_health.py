@@ -148,3 +148,27 @@ def test_stop_on_collapse_stops_the_cli_run_with_one_line(synthetic_dataset, sha
     assert len(_log_rows(model_dir)) == 1
     assert not (model_dir / "final.keras").exists()
     assert "TRAINING HEALTH" in (model_dir / "health.log").read_text()
+
+
+def test_batch_norm_averages_that_lag_behind_the_weights_are_not_a_collapse():
+    # A young model whose BN moving mean lags far behind: in inference mode every unit is off and every
+    # input gets the bias; a training step (batch statistics) sees a healthy model, and so do the checks.
+    inputs = keras.Input((5,))
+    x = keras.layers.Dense(6)(inputs)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.Dropout(0.5)(x)
+    logits = keras.layers.Dense(4, name="logits", bias_initializer="ones")(x)
+    model = keras.Model(inputs, keras.layers.Activation("softmax")(logits))
+    model.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
+    batch_norm = model.layers[2]
+    batch_norm.moving_mean.assign(np.full(6, 1e6, "float32"))
+    probe = np.random.default_rng(1).normal(size=(8, 5)).astype("float32")
+    inference = keras.Model(inputs, logits)(probe, training=False)
+    assert health.constant_predictions(keras.ops.convert_to_numpy(inference))
+    watcher = health.TrainingHealth(probe, num_classes=4, echo=False)
+    watcher.set_model(model)
+    assert watcher.check(step=5, loss=1.0) == []
+    # Nothing a training step would change was left changed.
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(batch_norm.moving_mean), np.full(6, 1e6))
+    assert model.layers[4].rate == 0.5
