@@ -144,7 +144,8 @@ def test_temporal_recipe_is_healthy_at_tsn_rate_and_stops_loudly_at_sixteen_time
     # features, 89 % off at the start under the frozen ImageNet statistics, switch off within a few dozen
     # steps, and --stop_on_collapse ends the run with the cause.
     with pytest.raises(TrainingCollapse) as stopped:
-        _train("temporal", real_clips, shared_data, tmp_path / "high_rate", 40, f"--reference_batch_size={BATCH}")
+        _train("temporal", real_clips, shared_data, tmp_path / "high_rate", 40, f"--reference_batch_size={BATCH}",
+               "--health_every_steps=5")
     message = str(stopped.value)
     assert any(f"(--stop_on_collapse): {kind}" in message for kind in ("dead backbone", "constant predictions"))
     assert "the learning rate 0.005 is too high for a global batch of 8" in message

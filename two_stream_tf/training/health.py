@@ -141,7 +141,7 @@ class TrainingHealth(keras.callbacks.Callback):
       stopped: the finding that stopped training, or None.
     """
 
-    def __init__(self, probe_x, num_classes, *, every_steps=50, dead_threshold=0.99, chance_after=3,
+    def __init__(self, probe_x, num_classes, *, every_steps=50, dead_threshold=0.98, chance_after=3,
                  chance_margin=0.25, stop_on_collapse=False, learning_rate=None, batch_size=None,
                  partial_bn=False, log_path=None, echo=True):
         super().__init__()
