@@ -88,7 +88,12 @@ def define_training_flags(fv):
     flags.DEFINE_integer("steps_per_epoch", None, "Steps per epoch (default: one pass over the training list).",
                          lower_bound=1, flag_values=fv)
     flags.DEFINE_enum("optimizer", "sgd", OPTIMIZERS, "Optimizer.", flag_values=fv)
-    flags.DEFINE_float("learning_rate", 0.001, "Base learning rate.", lower_bound=0.0, flag_values=fv)
+    flags.DEFINE_float("learning_rate", 0.001, "Base learning rate, for a global batch of "
+                       "--reference_batch_size when that is given.", lower_bound=0.0, flag_values=fv)
+    flags.DEFINE_integer("reference_batch_size", 0, "The global batch --learning_rate is given for: the rate "
+                         "used is learning_rate x batch_size / reference_batch_size (TSN's linear rule; the "
+                         "UCF-101/HMDB-51 recipes give 0.001 RGB / 0.005 flow for 128). 0: use --learning_rate "
+                         "as given, whatever the batch.", lower_bound=0, flag_values=fv)
     flags.DEFINE_float("momentum", 0.9, "SGD / RMSprop momentum.", lower_bound=0.0, upper_bound=1.0, flag_values=fv)
     flags.DEFINE_float("weight_decay", 5e-4, "Weight decay (not on biases and BN).", lower_bound=0.0,
                        flag_values=fv)
@@ -131,6 +136,13 @@ def define_training_flags(fv):
                          "the end of each epoch).", lower_bound=0, flag_values=fv)
     flags.DEFINE_boolean("tensorboard_images", True, "Write sample inputs and confusion matrices to "
                          "TensorBoard.", flag_values=fv)
+    flags.DEFINE_boolean("health_checks", True, "Watch training for collapse (NaN/inf, a dead backbone, "
+                         "identical scores for every input, validation at chance) and warn naming the likely "
+                         "cause; also written to <model_dir>/health.log.", flag_values=fv)
+    flags.DEFINE_integer("health_every_steps", 50, "Optimizer steps between health checks (each runs the model "
+                         "on one fixed batch of 8 training inputs).", lower_bound=1, flag_values=fv)
+    flags.DEFINE_boolean("stop_on_collapse", False, "Stop training (exit status 2) at the first health "
+                         "warning instead of only warning.", flag_values=fv)
     flags.DEFINE_integer("verbose", 1, "Keras fit verbosity (1: progress bar, 2: one line per epoch).",
                          lower_bound=0, upper_bound=2, flag_values=fv)
 

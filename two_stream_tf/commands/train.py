@@ -110,7 +110,9 @@ def config_from_flags(fv):
         protocol_snippets=fv.test_snippets, protocol_crops=int(fv.test_crops),
         checkpoint_every=fv.checkpoint_every, keep_checkpoints=fv.keep_checkpoints,
         backup_every_steps=fv.backup_every_steps,
-        tensorboard_images=fv.tensorboard_images, verbose=fv.verbose)
+        tensorboard_images=fv.tensorboard_images, verbose=fv.verbose,
+        reference_batch_size=fv.reference_batch_size, health_checks=fv.health_checks,
+        health_every_steps=fv.health_every_steps, stop_on_collapse=fv.stop_on_collapse)
 
 
 # Model flags a run started with --init_from takes from the trained model's run when not given.
@@ -179,6 +181,15 @@ def open_indices_for_flags(config):
         raise UserError(f"{flags_involved} (split {config.split}): {error}") from None
 
 
+def _rate_note(config):
+    if not config.reference_batch_size:
+        return ""
+    from two_stream_tf.training.schedules import scaled_learning_rate
+    rate = scaled_learning_rate(config.learning_rate, config.batch_size, config.reference_batch_size)
+    return (f", learning rate {rate:g} (--learning_rate={config.learning_rate:g} for a batch of "
+            f"{config.reference_batch_size}, scaled linearly)")
+
+
 def main(argv, stream=None, prog="two-stream train"):
     """Parses flags, checks them, and trains. Returns 0 (or raises UserError for bad input).
 
@@ -212,7 +223,7 @@ def main(argv, stream=None, prog="two-stream train"):
     validation = f"{len(indices[1])} held-out validation videos" if indices[1] is not None else "no validation"
     print(f"{prog}: {config.stream} stream, {len(indices[0])} training videos, {validation}, "
           f"{len(indices[0].classes)} classes, {strategy.num_replicas_in_sync} replica(s) "
-          f"({type(strategy).__name__}), global batch {config.batch_size}", flush=True)
+          f"({type(strategy).__name__}), global batch {config.batch_size}{_rate_note(config)}", flush=True)
     result = fit.train(config, strategy=strategy, indices=indices, flags_text=fv.flags_into_string())
     if result.history:
         last = result.history[-1]

@@ -26,6 +26,7 @@ from a trained model (`init_from`, see `two_stream_tf.training.warm_start`) and 
   train_config.json             the run's configuration as plain values, paths absolute (also read by
                                 evaluation)
   train.lock                    while a run trains: its pid and host (one run per model_dir)
+  health.log                    warnings of the health checks, when there were any (`training.health`)
 
 Validation videos are held out of the split's training list (`validation_split`, a stratified fraction,
 or `validation_list`, a list file; see `two_stream_tf.data.holdout`); training never opens the test list.
@@ -46,8 +47,8 @@ import tensorflow as tf
 
 from two_stream_tf import storage
 from two_stream_tf.errors import UserError
-from two_stream_tf.training import atomic, backup as backup_lib, callbacks, checkpoints, losses, run_folder
-from two_stream_tf.training import schedules, summaries
+from two_stream_tf.training import atomic, backup as backup_lib, callbacks, checkpoints, health, losses
+from two_stream_tf.training import run_folder, schedules, summaries
 from two_stream_tf.training import strategy as strategy_lib
 
 _callbacks_module = callbacks
@@ -84,7 +85,9 @@ class TrainConfig:
         `two_stream_tf.training.finetune`.
     Optimisation:
       batch_size (global), epochs or train_steps, steps_per_epoch (None: one pass over the training list),
-      optimizer, learning_rate, momentum, weight_decay, lr_schedule ("constant", "step", "cosine"),
+      optimizer, learning_rate, reference_batch_size (the global batch learning_rate is given for; the
+      rate used is learning_rate * batch_size / reference_batch_size, TSN's linear rule; 0: as given),
+      momentum, weight_decay, lr_schedule ("constant", "step", "cosine"),
       lr_boundaries (optimizer steps), lr_decay, warmup_steps, label_smoothing, clip_norm (global norm,
       0: off), mixed_precision, jit_compile.
     Run:
@@ -100,6 +103,8 @@ class TrainConfig:
     Checkpoints and logs:
       checkpoint_every (epochs), keep_checkpoints (keep the newest N periodic checkpoints, 0: all),
       backup_every_steps (0: each epoch), tensorboard_images, verbose.
+    Health (see `two_stream_tf.training.health`):
+      health_checks (on by default), health_every_steps, stop_on_collapse.
     """
 
     stream: str
@@ -131,6 +136,7 @@ class TrainConfig:
     steps_per_epoch: int = None
     optimizer: str = "sgd"
     learning_rate: float = 0.001
+    reference_batch_size: int = 0
     momentum: float = 0.9
     weight_decay: float = 5e-4
     lr_schedule: str = "step"
@@ -161,6 +167,9 @@ class TrainConfig:
     backup_every_steps: int = 0
     tensorboard_images: bool = True
     verbose: int = 1
+    health_checks: bool = True
+    health_every_steps: int = 50
+    stop_on_collapse: bool = False
 
     def to_json(self):
         values = dataclasses.asdict(self)
@@ -419,7 +428,9 @@ def stream_input_facts(config):
 
 def build_optimizer(config, total_steps):
     """The optimizer with its learning-rate schedule, weight decay (not on biases and BN) and clipping."""
-    schedule = schedules.build_schedule(config.lr_schedule, config.learning_rate, total_steps=total_steps,
+    learning_rate = schedules.scaled_learning_rate(config.learning_rate, config.batch_size,
+                                                   config.reference_batch_size)
+    schedule = schedules.build_schedule(config.lr_schedule, learning_rate, total_steps=total_steps,
                                         boundaries=config.lr_boundaries, decay_rate=config.lr_decay,
                                         warmup_steps=config.warmup_steps)
     common = dict(learning_rate=schedule, weight_decay=config.weight_decay or None,
@@ -748,6 +759,17 @@ def _train_locked(config, strategy, indices, flags_text, chief, user_callbacks=(
                 validation=validation, rgb_normalization=rgb_normalization,
                 period=config.validation_freq))
         run_callbacks.extend(user_callbacks)
+
+        if config.health_checks:
+            # Last in the list, after the caller's callbacks too: with stop_on_collapse its on_train_end
+            # raises, after the others have run.
+            run_callbacks.append(health.TrainingHealth(
+                _numpy_batch(train_fn, 8)[0], num_classes, every_steps=config.health_every_steps,
+                stop_on_collapse=config.stop_on_collapse, batch_size=config.batch_size,
+                learning_rate=schedules.scaled_learning_rate(config.learning_rate, config.batch_size,
+                                                             config.reference_batch_size),
+                partial_bn=config.partial_bn, echo=chief,
+                log_path=storage.join(write_dir, health.LOG_NAME) if chief else None))
 
         trained_epochs = []
         if initial_epoch < epochs:
