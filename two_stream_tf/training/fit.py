@@ -622,8 +622,18 @@ def train(config, *, strategy=None, indices=None, flags_text=None, callbacks=Non
     user_callbacks, callbacks = list(callbacks or ()), _callbacks_module
     if config.stream not in STREAMS:
         raise UserError(f"unknown stream {config.stream!r}; one of {', '.join(STREAMS)}")
+    # Settings that cannot train fail before the run folder is made (nothing is left behind).
     check_optimisation(config)
-    _stages(config)  # a bad fine-tuning schedule fails before the run folder is made
+    stages = _stages(config)
+    indices = indices if indices is not None else open_indices(config)
+    train_index = indices[0]
+    if len(train_index) == 0:
+        raise UserError(f"the training list of split {config.split} in {config.split_dir} has no videos")
+    _, epochs, total_steps = run_length(config, len(train_index))
+    check_warmup(config, total_steps)
+    if stages:
+        from two_stream_tf.training import finetune
+        finetune.check_stages(stages, epochs)
     model_dir = run_folder.prepare(config.model_dir)
     config = _absolute_paths(dataclasses.replace(config, model_dir=model_dir))
     strategy = strategy or strategy_lib.create_strategy(config.strategy, config.tpu)
@@ -646,16 +656,12 @@ def train(config, *, strategy=None, indices=None, flags_text=None, callbacks=Non
 def _train_locked(config, strategy, indices, flags_text, chief, user_callbacks=()):
     model_dir = config.model_dir
     replicas = strategy.num_replicas_in_sync
-    train_index, val_index = indices if indices is not None else open_indices(config)
-    if len(train_index) == 0:
-        raise UserError(f"the training list of split {config.split} in {config.split_dir} has no videos")
+    train_index, val_index = indices  # opened and checked by `train`
     num_classes = len(train_index.classes)
     steps_per_epoch, epochs, total_steps = run_length(config, len(train_index))
-    check_warmup(config, total_steps)
     stages = _stages(config)
     if stages:
         from two_stream_tf.training import finetune
-        finetune.check_stages(stages, epochs)
     write_dir = strategy_lib.write_dir(model_dir, strategy)
     storage.makedirs(write_dir)
     backup_dir = storage.join(model_dir, BACKUP_DIR)
