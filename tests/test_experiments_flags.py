@@ -198,3 +198,134 @@ def test_recipes_cover_the_issue():
                 for split in (1, 2, 3):
                     assert f"{dataset}_{backbone}_{stream}_split{split}" in names
     assert {"synthetic_spatial", "synthetic_temporal", "synthetic_fusion"} <= names
+
+
+# --- one spelling rule for every command: --flag_name and --flag-name ------------------------------------------
+
+def _spellings(argv, name):
+    """The same arguments with option `name` written with underscores, then with dashes."""
+    under, dashed = name.replace("-", "_"), name.replace("_", "-")
+    return ([arg.replace(f"--{name}", f"--{under}") for arg in argv],
+            [arg.replace(f"--{name}", f"--{dashed}") for arg in argv])
+
+
+def _both_spellings(capsys, command, argv, name):
+    results = []
+    for variant in _spellings(argv, name):
+        status = cli.main([command, *variant])
+        captured = capsys.readouterr()
+        results.append((status, captured.out, captured.err))
+    assert results[0] == results[1], results
+    return results[0]
+
+
+def test_every_command_takes_both_spellings(capsys, tmp_path):
+    nowhere = tmp_path / "nowhere"
+    (tmp_path / "frames").mkdir()
+    cases = [
+        ("train", ["--stream=spatial", f"--frames_root={tmp_path / 'frames'}", f"--split_dir={nowhere}",
+                   f"--model_dir={tmp_path / 'run'}", "--epochs=1"], "split_dir", f"--split_dir: folder not found: {nowhere}"),
+        ("train", ["--stream=spatial", f"--frames_root={tmp_path / 'frames'}", f"--split_dir={tmp_path / 'frames'}",
+                   f"--model_dir={tmp_path / 'run'}", "--epochs=1", "--learning_rate=nan"], "learning_rate",
+         "--learning_rate=nan: not a finite number"),
+        ("evaluate", [f"--model_dir={nowhere}"], "model_dir", f"--model_dir: no model at {nowhere}"),
+        ("fuse", [f"--scores={nowhere}/a.npz,{nowhere}/b.npz", f"--fit_on={nowhere}/c.npz"], "fit_on",
+         "--fit_on: 1 validation file(s) for 2 score files"),
+        ("index", [str(tmp_path / "frames"), f"--split-dir={nowhere}"], "split-dir", str(nowhere)),
+        ("pack", [str(tmp_path / "frames"), f"--split-dir={nowhere}", f"--output={tmp_path / 'out'}"], "split-dir",
+         str(nowhere)),
+        ("prepare", [str(tmp_path / "frames"), str(tmp_path / "out"), f"--video-root={nowhere}"], "video-root",
+         f"argument --video-root: {nowhere} is not a folder"),
+        ("synth", [f"--output={tmp_path / 'out'}", "--videos-per-class=1"], "videos-per-class",
+         "argument --videos-per-class: 1 is out of range"),
+        ("data-service", ["dispatcher", "--job-gc-timeout=-1"], "job-gc-timeout",
+         "argument --job-gc-timeout: '-1' must be positive"),
+        ("predict", [str(nowhere / "clip.avi"), "--model=m.keras", "--top-k=0"], "top-k",
+         "argument --top-k/--top_k: 0 is out of range"),
+        ("quickstart", ["--no-progress", "--seed=-1"], "no-progress", "argument --seed: -1 must be >= 0"),
+    ]
+    for command, argv, name, message in cases:
+        status, _, err = _both_spellings(capsys, command, argv, name)
+        assert status == 2 and message in err, (command, err)
+        assert "Traceback" not in err and not (tmp_path / "run").exists() and not (tmp_path / "out").exists()
+
+
+def test_argparse_commands_map_every_option_to_its_declared_spelling():
+    import importlib
+    for name in cli.available_commands():
+        module = importlib.import_module(f"two_stream_tf.commands.{name.replace('-', '_')}")
+        if not hasattr(module, "build_parser"):
+            continue  # an absl command: see test_absl_commands_take_dashes_in_flagfiles_too
+        parsers = [module.build_parser()]
+        for action in parsers[0]._actions:  # subcommands (data-service dispatcher / worker)
+            if isinstance(action.choices, dict):
+                parsers.extend(action.choices.values())
+        for parser in parsers:
+            for option in parser._option_string_actions:
+                if option.startswith("--") and ("-" in option[2:] or "_" in option[2:]):
+                    for spelling in (option[:2] + option[2:].replace("-", "_"), option[:2] + option[2:].replace("_", "-")):
+                        assert parser._declared_spelling([spelling])[0] in parser._option_string_actions, \
+                            (name, spelling)
+
+
+def test_absl_commands_take_dashes_in_flagfiles_too(tmp_path):
+    recipe = tmp_path / "recipe.cfg"
+    recipe.write_text("--stream=temporal\n--split-dir=splits\n--no-index-cache\n--lr-boundaries=10,20\n")
+    fv = flags.FlagValues()
+    _training_flags.define_all(fv)
+    _training_flags.parse(fv, [f"--flagfile={recipe}", "--frames-root=frames", "--stack-length=5"], "test")
+    assert (fv.stream, fv.split_dir, fv.index_cache, fv.lr_boundaries, fv.frames_root, fv.stack_length) == \
+        ("temporal", "splits", False, ["10", "20"], "frames", 5)
+    with pytest.raises(_training_flags.UserError, match="Unknown command line flag 'split-dirs'"):
+        _training_flags.parse(flags.FlagValues(), ["--split-dirs=x"], "test")
+
+
+def test_experiment_script_takes_the_dashed_spelling(tmp_path):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    process = subprocess.run(
+        [sys.executable, str(PROJECT / "experiments" / "train_temporal.py"), "--batch-size=-8",
+         f"--frames-root={tmp_path}", f"--split-dir={tmp_path}", f"--model-dir={tmp_path / 'run'}", "--epochs=1"],
+        capture_output=True, text=True, env=env, timeout=300)
+    assert process.returncode == 2
+    assert process.stderr.strip().splitlines()[-1] == \
+        "train_temporal.py: error: flag --batch_size=-8: -8 is not a positive integer"
+
+
+@pytest.mark.parametrize("override, message", [
+    (dict(learning_rate="nan"), "--learning_rate=nan: not a finite number"),
+    (dict(learning_rate="inf"), "--learning_rate=inf: not a finite number"),
+    (dict(momentum="nan"), "--momentum=nan: not a finite number"),
+    (dict(backbone_kwargs="alpha=abc"), "--backbone_kwargs=alpha=abc: backbone mobilenet: alpha='abc' is not a "
+                                        "number (default 1.0)"),
+    (dict(backbone_kwargs="alpah=0.25"), "--backbone_kwargs=alpah=0.25: backbone mobilenet takes no argument "
+                                         "'alpah' (it takes alpha, depth_multiplier, dropout)"),
+    (dict(trainable_layers="classifier@0,top:2@10"), "--trainable_layers=classifier@0,top:2@10: stage 'top:2@10' is "
+                                                     "not classifier, blocks:N or all"),
+    (dict(trainable_layers="classifier", freeze_backbone="true"), "--trainable_layers and --freeze_backbone both given"),
+    (dict(init_from="no_such_run"), "--init_from: no trained model at no_such_run"),
+])
+def test_fine_tuning_and_number_flags_are_checked(capsys, folders, override, message):
+    status, err = _train(capsys, *_base(folders, **override))
+    assert status == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not folders[2].exists()
+
+
+def test_init_from_its_own_folder_is_refused(capsys, folders):
+    run = folders[2]
+    run.mkdir()
+    (run / "final.keras").write_bytes(b"")
+    status, err = _train(capsys, *_base(folders, init_from=run))
+    assert status == 2 and f"--model_dir={run} is the --init_from run's folder" in err
+
+
+def test_warmup_longer_than_the_run_is_refused(capsys, synthetic_dataset, tmp_path):
+    argv = ["--stream=spatial", f"--frames_root={synthetic_dataset.frames_dir}",
+            f"--split_dir={synthetic_dataset.split_dir}", f"--model_dir={tmp_path / 'run'}", "--backbone=mobilenet",
+            "--noindex_cache", "--batch_size=16"]
+    status, err = _train(capsys, *argv, "--epochs=2", "--warmup_steps=8")
+    # 64 training videos in batches of 16: 4 steps per epoch, 8 in the run.
+    assert status == 2 and err.strip().splitlines()[-1] == ("two-stream train: error: --warmup_steps=8 is not shorter "
+                                                           "than the run (8 optimizer steps: --epochs=2 x 4 steps)")
+    status, err = _train(capsys, *argv, "--train_steps=5", "--warmup-steps=5")
+    assert status == 2 and "--warmup_steps=5 is not shorter than the run (5 optimizer steps: --train_steps=5)" in err
+    assert not (tmp_path / "run").exists()

@@ -171,7 +171,9 @@ def test_weights_file_errors_name_the_file(mobilenet_file, tmp_path):
                            consensus="median"), r"consensus='median'"),
     (lambda: spatial_model(3, backbone="alexnet"), r"unknown backbone 'alexnet'"),
     (lambda: spatial_model(3, backbone="resnet50", weights=None, input_shape=(32, 32), alpha=0.5),
-     r"backbone resnet50 \(alpha=0.5\) with weights=None: .*alpha"),
+     r"backbone resnet50 takes no argument 'alpha' \(it takes none\)"),
+    (lambda: spatial_model(3, backbone="mobilenet", weights=None, input_shape=(32, 32), alpha="abc"),
+     r"backbone mobilenet: alpha='abc' is not a number \(default 1.0\)"),
 ])
 def test_argument_mistakes_raise_user_errors(call, message):
     with pytest.raises(UserError, match=message):

@@ -5,10 +5,36 @@ from two_stream_tf.errors import UserError
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse that raises `UserError` (the CLI prints it, exit 2) instead of exiting itself."""
+    """argparse that raises `UserError` (the CLI prints it, exit 2) instead of exiting itself, and that
+    takes every option in both spellings: `--split-dir` and `--split_dir` (as the absl commands do).
+
+    Options are declared with dashes; an underscore spelling is rewritten to the declared one before
+    parsing (also in subcommands, whose parsers are this class too).
+    """
 
     def error(self, message):
         raise UserError(message)
+
+    def parse_known_args(self, args=None, namespace=None):
+        import sys
+        args = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(self._declared_spelling(args), namespace)
+
+    def _declared_spelling(self, args):
+        known = self._option_string_actions
+        result = []
+        for position, arg in enumerate(args):
+            if arg == "--":
+                result.extend(args[position:])
+                break
+            if arg.startswith("--") and arg not in known:
+                name, equals, value = arg.partition("=")
+                for other in (name.replace("_", "-"), name[:2] + name[2:].replace("-", "_")):
+                    if other != name and other in known:
+                        arg = f"{other}{equals}{value}"
+                        break
+            result.append(arg)
+        return result
 
 
 def port_number(allow_zero=False):

@@ -6,7 +6,11 @@ Flags are parsed into a private `absl.flags.FlagValues` per call (no global stat
 values, checked, and handed to library functions, which never read flags.
 
 Every check runs before any work and raises `UserError` with a message that starts with the flag.
+
+Flags are defined with underscores (`--split_dir`); the dashed spelling (`--split-dir`, `--no-index-cache`)
+is accepted too, on the command line and in flagfiles, as in the argparse commands.
 """
+import math
 import os
 import sys
 
@@ -67,6 +71,14 @@ def define_model_flags(fv):
                         flag_values=fv)
     flags.DEFINE_string("fusion", "recurrent", "--stream=fusion: how to fuse the frozen streams' features.",
                         flag_values=fv)
+    flags.DEFINE_string("init_from", None, "Start a new run (in a new --model_dir) from a trained stream model: "
+                        "a .keras file, a run folder or a URL of a .keras file. The same classes keep every "
+                        "weight; other classes get a new classifier. Stream, --stack_length, --image_size "
+                        "(default: the model's) and --backbone must match it.", flag_values=fv)
+    flags.DEFINE_string("trainable_layers", None, "Fine-tune in stages: comma-separated WHAT@EPOCH, WHAT one of "
+                        "classifier, blocks:N (the classifier and the backbone's top N blocks), all; EPOCH the "
+                        "0-based epoch the stage starts at. E.g. classifier@0,blocks:2@10 (default: every "
+                        "layer trains).", flag_values=fv)
 
 
 def define_training_flags(fv):
@@ -79,7 +91,12 @@ def define_training_flags(fv):
     flags.DEFINE_integer("steps_per_epoch", None, "Steps per epoch (default: one pass over the training list).",
                          lower_bound=1, flag_values=fv)
     flags.DEFINE_enum("optimizer", "sgd", OPTIMIZERS, "Optimizer.", flag_values=fv)
-    flags.DEFINE_float("learning_rate", 0.001, "Base learning rate.", lower_bound=0.0, flag_values=fv)
+    flags.DEFINE_float("learning_rate", 0.001, "Base learning rate, for a global batch of "
+                       "--reference_batch_size when that is given.", lower_bound=0.0, flag_values=fv)
+    flags.DEFINE_integer("reference_batch_size", 0, "The global batch --learning_rate is given for: the rate "
+                         "used is learning_rate x batch_size / reference_batch_size (TSN's linear rule; the "
+                         "UCF-101/HMDB-51 recipes give 0.001 RGB / 0.005 flow for 128). 0: use --learning_rate "
+                         "as given, whatever the batch.", lower_bound=0, flag_values=fv)
     flags.DEFINE_float("momentum", 0.9, "SGD / RMSprop momentum.", lower_bound=0.0, upper_bound=1.0, flag_values=fv)
     flags.DEFINE_float("weight_decay", 5e-4, "Weight decay (not on biases and BN).", lower_bound=0.0,
                        flag_values=fv)
@@ -122,6 +139,13 @@ def define_training_flags(fv):
                          "the end of each epoch).", lower_bound=0, flag_values=fv)
     flags.DEFINE_boolean("tensorboard_images", True, "Write sample inputs and confusion matrices to "
                          "TensorBoard.", flag_values=fv)
+    flags.DEFINE_boolean("health_checks", True, "Watch training for collapse (NaN/inf, a dead backbone, "
+                         "identical scores for every input, validation at chance) and warn naming the likely "
+                         "cause; also written to <model_dir>/health.log.", flag_values=fv)
+    flags.DEFINE_integer("health_every_steps", 50, "Optimizer steps between health checks (each runs the model "
+                         "on one fixed batch of 8 training inputs).", lower_bound=1, flag_values=fv)
+    flags.DEFINE_boolean("stop_on_collapse", False, "Stop training (exit status 2) at the first health "
+                         "warning instead of only warning.", flag_values=fv)
     flags.DEFINE_integer("verbose", 1, "Keras fit verbosity (1: progress bar, 2: one line per epoch).",
                          lower_bound=0, upper_bound=2, flag_values=fv)
 
@@ -175,8 +199,9 @@ def define_protocol_flags(fv):
     flags.DEFINE_string("test_frame_size", "", "evaluate: resize frames stored at another size to WIDTHxHEIGHT "
                         "before cropping, exactly as OpenCV (TSN: 340x256); empty: crop frames as stored.",
                         flag_values=fv)
-    flags.DEFINE_string("checkpoint", None, "evaluate: model to test (.keras file, or a model_dir: its "
-                        "final.keras; give <model_dir>/best.keras for the best by validation).", flag_values=fv)
+    flags.DEFINE_string("checkpoint", None, "evaluate: model to test (.keras file, a model_dir: its "
+                        "final.keras, or URL of a .keras file; give <model_dir>/best.keras for the best by "
+                        "validation).", flag_values=fv)
     flags.DEFINE_enum("subset", "test", ("test", "validation", "train"), "evaluate: which videos: the test list, "
                       "the run's held-out validation videos, or its training videos.", flag_values=fv)
     flags.DEFINE_string("output_dir", None, "evaluate: where to write scores and metrics (default "
@@ -218,11 +243,13 @@ def parse(fv, argv, prog):
       UserError: unknown flags, bad values, unreadable flagfiles, positional arguments.
     """
     if any(arg in ("-h", "--help", "--helpshort", "--helpfull", "-help") for arg in argv):
-        print(f"usage: {prog} [--flagfile=recipe.cfg] [--flag=value ...]\n")
+        print(f"usage: {prog} [--flagfile=recipe.cfg] [--flag=value ...]  (--flag_name or --flag-name)\n")
         print(fv.get_help(include_special_flags=False))
         return None
     try:
-        rest = fv([prog] + list(argv))
+        # Flagfiles are read here, so the dashed spelling in them is understood too.
+        expanded = fv.read_flags_from_files([prog] + list(argv), force_gnu=False)
+        rest = fv(underscore_flag_names(fv, expanded))
     except flags.CantOpenFlagFileError as error:
         raise UserError(f"--flagfile: {str(error).replace('ERROR:: ', '')}") from None
     except flags.Error as error:
@@ -230,6 +257,38 @@ def parse(fv, argv, prog):
     if len(rest) > 1:
         raise UserError(f"unexpected argument(s) {' '.join(rest[1:])!r}: flags are written --name=value")
     return fv
+
+
+def underscore_flag_names(fv, argv):
+    """`argv` with `--flag-name[=v]` (and `--noflag-name`) written `--flag_name` where `fv` defines it.
+
+    Only arguments up to a `--` separator are flags; unknown names stay as given, so absl reports them.
+    """
+    known = set(fv)
+    result = list(argv[:1])
+    for position, arg in enumerate(argv[1:], start=1):
+        if arg == "--":
+            result.extend(argv[position:])
+            break
+        if arg.startswith("-") and "-" in arg.lstrip("-").split("=", 1)[0]:
+            dashes = "--" if arg.startswith("--") else "-"
+            name, equals, value = arg[len(dashes):].partition("=")
+            spelled = name.replace("-", "_")
+            negated = spelled[2:].lstrip("_") if spelled.startswith("no") else None  # --no-index-cache
+            if spelled in known:
+                arg = f"{dashes}{spelled}{equals}{value}"
+            elif negated in known and not equals:
+                arg = f"{dashes}no{negated}"
+        result.append(arg)
+    return result
+
+
+def check_finite_numbers(fv):
+    """Raises UserError naming the first float flag given as nan or inf (absl's bounds let them through)."""
+    for name in sorted(fv):
+        flag = fv[name]
+        if isinstance(flag.value, float) and not math.isfinite(flag.value):
+            raise UserError(f"--{name}={flag.value}: not a finite number")
 
 
 def require(fv, *names):
@@ -312,6 +371,15 @@ def check_weights(value):
     if not os.path.isfile(value):
         raise UserError(f"--weights: file not found: {value} (use imagenet, none, or a Keras weights file)")
     return value
+
+
+def check_backbone_kwargs(spec, kwargs, values):
+    """Checks `--backbone_kwargs` against the backbone builder's arguments (names and kinds of value)."""
+    from two_stream_tf.models.backbones import check_builder_arguments
+    try:
+        check_builder_arguments(spec, kwargs)
+    except UserError as error:
+        raise UserError(f"--backbone_kwargs={','.join(values)}: {error}") from None
 
 
 def check_backbone(name):

@@ -3,14 +3,17 @@
     two-stream evaluate --flagfile=experiments/configs/ucf101_resnet50_spatial_split1.cfg
     two-stream evaluate --checkpoint=runs/spatial --test_snippets=25 --test_crops=10
     two-stream evaluate --checkpoint=runs/spatial --subset=validation      # the run's held-out videos
+    two-stream evaluate --checkpoint=https://example.org/ucf101_spatial.keras --stream=spatial \
+        --frames_root=data/ucf101/frames --split_dir=data/ucf101/splits --output_dir=eval/spatial
 
 Takes the same flags as `two-stream train` (so one recipe serves both); dataset, model and validation
 settings not given on the command line come from the run's `train_config.json`. A run folder means its
-`final.keras` (give `--checkpoint=<model_dir>/best.keras` for the best by validation). `--subset` picks the
-split's test list, the run's held-out validation videos (for fitting fusion weights), or its training videos.
-Writes to `--output_dir` (default `<model_dir>/evaluation_split<N>_<subset>`): `scores.npz` (per-video
-softmax averages, plain arrays), `metrics.json` (top-1, top-5, mean class accuracy, confusion matrix),
-`per_class_accuracy.json`, `confusion_matrix.png` and `flags.cfg`.
+`final.keras` (give `--checkpoint=<model_dir>/best.keras` for the best by validation). A `--checkpoint` URL
+of a `.keras` file is downloaded once (Keras' cache folder) and needs `--output_dir` and the dataset flags.
+`--subset` picks the split's test list, the run's held-out validation videos (for fitting fusion weights),
+or its training videos. Writes to `--output_dir` (default `<model_dir>/evaluation_split<N>_<subset>`):
+`scores.npz` (per-video softmax averages, plain arrays), `metrics.json` (top-1, top-5, mean class accuracy,
+confusion matrix), `per_class_accuracy.json`, `confusion_matrix.png` and `flags.cfg`.
 
 TSN's Caffe test protocol value for value (docs/conventions.md): `--test_sampling=tsn
 --score_aggregation=logit_mean --test_frame_size=340x256` (JPEGs are always decoded with the accurate
@@ -52,8 +55,8 @@ def _validation_source(fv, values, run_dir):
     if fv["validation_split"].present or fv["validation_list"].present:
         return common.validation_values(fv)
     from two_stream_tf import storage
-    saved = storage.join(run_dir, fit.VALIDATION_LIST_NAME)
-    if storage.isfile(saved):
+    saved = storage.join(run_dir, fit.VALIDATION_LIST_NAME) if run_dir else None
+    if saved and storage.isfile(saved):
         return 0.0, saved
     return values["validation_split"] or 0.0, values["validation_list"]
 
@@ -94,22 +97,34 @@ def main(argv, prog="two-stream evaluate"):
         raise UserError("--checkpoint (or --model_dir) is required: the model to evaluate")
     flag = "checkpoint" if fv.checkpoint else "model_dir"
     from two_stream_tf import storage
+    from two_stream_tf.models import remote
     if fv.output_dir and storage.exists(fv.output_dir) and not storage.isdir(fv.output_dir):
         raise UserError(f"--output_dir: {fv.output_dir} is a file; give a folder for the scores and metrics")
-    model_file = checkpoints.find_model_file(storage.check(location, f"--{flag}"))
+    downloaded = remote.is_url(location)
+    if downloaded:
+        if not (fv.output_dir or (fv.checkpoint and fv.model_dir)):
+            raise UserError(f"--output_dir is required when --{flag} is a URL (where to write the report)")
+        try:
+            model_file = remote.fetch_model(location)
+        except UserError as error:
+            raise UserError(f"--{flag}: {error}") from None
+    else:
+        model_file = checkpoints.find_model_file(storage.check(location, f"--{flag}"))
     if model_file is None:
-        raise UserError(f"--{flag}: no model at {location} (a .keras file, or a model_dir with final.keras, "
-                        "periodic checkpoints or best.keras)")
+        raise UserError(f"--{flag}: no model at {location} (a .keras file, a model_dir with final.keras, "
+                        "periodic checkpoints or best.keras, or a URL of a .keras file)")
     _check_model_file(model_file, flag)
-    run_dir = storage.dirname(storage.absolute(model_file))
+    # A downloaded model's folder is the download cache, not a run folder: nothing to read or write there.
+    run_dir = fv.model_dir if downloaded else storage.dirname(storage.absolute(model_file))
     try:
-        run = fit.load_run_config(run_dir)
+        run = fit.load_run_config(run_dir) if run_dir else None
     except ValueError as error:
         raise UserError(f"--{flag}: {storage.join(run_dir, fit.CONFIG_NAME)} is not valid JSON ({error})") from None
     values = _settings(fv, run)
     for name in ("stream", "frames_root", "split_dir"):
         if not values[name]:
-            raise UserError(f"--{name} is required ({run_dir} has no {fit.CONFIG_NAME} to take it from)")
+            where = f"{run_dir} has no {fit.CONFIG_NAME}" if run_dir else "a downloaded model has no run folder"
+            raise UserError(f"--{name} is required ({where} to take it from)")
     for name in ("frames_root", "split_dir"):
         if not storage.isdir(storage.check(values[name], f"--{name}")):
             raise UserError(f"--{name}: folder not found: {values[name]}")
@@ -117,7 +132,7 @@ def main(argv, prog="two-stream evaluate"):
     # The held-out videos matter to the validation and training subsets; the test list never depends on them.
     validation_split, validation_list = (0.0, None) if fv.subset == "test" else _validation_source(fv, values, run_dir)
     config = fit.TrainConfig(stream=values["stream"], frames_root=values["frames_root"],
-                             split_dir=values["split_dir"], model_dir=run_dir, split=values["split"],
+                             split_dir=values["split_dir"], model_dir=run_dir or "", split=values["split"],
                              layout=values["layout"], dataset=values["dataset"],
                              class_subset=common.class_subset(subset) if isinstance(subset, str) else subset,
                              index_cache=fv.index_cache, seed=values["seed"], validation_split=validation_split,

@@ -61,7 +61,8 @@ def build_parser(prog="two-stream predict"):
                         help="video file, stream URL or camera index (several allowed)")
     parser.add_argument("--model", "-m", action="append", required=True, metavar="MODEL",
                         help="two-stream .keras file; or give it twice: a spatial and a temporal stream "
-                        "(.keras files, or training run folders: their final.keras)")
+                        "(.keras files, training run folders: their final.keras, or URLs of .keras files, "
+                        "downloaded once and cached)")
     parser.add_argument("--class-index", "--class_index", metavar="FILE",
                         help="classInd-style file ('1 ApplyEyeMakeup' per line); default: the classes in "
                         "the run's train_config.json beside the model")

@@ -15,16 +15,10 @@ import argparse
 import dataclasses
 import os
 
+from two_stream_tf.commands._arguments import Parser
 from two_stream_tf.errors import UserError
 
 HELP = "the whole method on synthetic videos: data, DIS flow, two streams, 25x10 test protocol, fusion, report"
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises `UserError` (the CLI prints it, exit 2) instead of exiting itself."""
-
-    def error(self, message):
-        raise UserError(message)
 
 
 def _seed(text):
@@ -38,7 +32,7 @@ def _seed(text):
 
 
 def build_parser():
-    parser = _Parser(prog="two-stream quickstart", description=__doc__.split("\n\n")[1],
+    parser = Parser(prog="two-stream quickstart", description=__doc__.split("\n\n")[1],
                      epilog="examples:\n" + __doc__.split("\n\n")[2],
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", default="quickstart_output",

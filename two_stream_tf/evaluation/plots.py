@@ -1,4 +1,9 @@
-"""Confusion-matrix figures, as PNG files and as RGB arrays for TensorBoard (matplotlib, Agg backend)."""
+"""Confusion-matrix figures, as PNG files and as RGB arrays for TensorBoard (matplotlib, Agg canvas).
+
+Figures are `matplotlib.figure.Figure` objects drawn on their own Agg canvas, without pyplot: the
+process's matplotlib backend is left as it was (a notebook keeps its inline figures, a desktop session
+its windows), and no figure is registered with pyplot, so none needs closing.
+"""
 import io
 
 import numpy as np
@@ -6,13 +11,12 @@ import numpy as np
 from two_stream_tf.training import atomic
 
 
-def _pyplot():
-    import matplotlib
-    # Agg renders without a display; set before pyplot is imported so servers and CI never need X.
-    if matplotlib.get_backend().lower() != "agg":
-        matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-    return plt
+def _new_figure(figsize, dpi):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    figure = Figure(figsize=figsize, dpi=dpi)
+    FigureCanvasAgg(figure)  # attaches itself as figure.canvas: renders without a display
+    return figure
 
 
 def confusion_figure(confusion, classes, normalize=True, title=None):
@@ -25,9 +29,8 @@ def confusion_figure(confusion, classes, normalize=True, title=None):
       title: optional title.
 
     Returns:
-      A matplotlib Figure (close it with `matplotlib.pyplot.close(figure)`).
+      A `matplotlib.figure.Figure` with an Agg canvas (not managed by pyplot; nothing to close).
     """
-    plt = _pyplot()
     confusion = np.asarray(confusion, dtype=np.float64)
     k = confusion.shape[0]
     values = confusion
@@ -35,7 +38,8 @@ def confusion_figure(confusion, classes, normalize=True, title=None):
         totals = confusion.sum(axis=1, keepdims=True)
         values = np.divide(confusion, totals, out=np.zeros_like(confusion), where=totals > 0)
     side = min(4.0 + 0.18 * k, 24.0)
-    figure, axes = plt.subplots(figsize=(side, side), dpi=100)
+    figure = _new_figure((side, side), 100)
+    axes = figure.add_subplot()
     image = axes.imshow(values, cmap="Blues", vmin=0.0, vmax=1.0 if normalize else max(values.max(), 1.0))
     figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
     # Names and cell numbers only while they stay readable.
@@ -60,21 +64,19 @@ def confusion_figure(confusion, classes, normalize=True, title=None):
 
 
 def figure_to_png(figure):
-    """Renders a figure to PNG bytes and closes it."""
-    plt = _pyplot()
+    """Renders a figure to PNG bytes."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
-    plt.close(figure)
     return buffer.getvalue()
 
 
 def figure_to_array(figure):
-    """Renders a figure to a `(H, W, 3)` uint8 RGB array (e.g. for `tf.summary.image`) and closes it."""
-    plt = _pyplot()
+    """Renders a figure to a `(H, W, 3)` uint8 RGB array (e.g. for `tf.summary.image`)."""
+    if figure.canvas is None or not hasattr(figure.canvas, "buffer_rgba"):
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        FigureCanvasAgg(figure)  # a figure made elsewhere (e.g. with pyplot): render it with Agg too
     figure.canvas.draw()
-    array = np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
-    plt.close(figure)
-    return array
+    return np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
 
 
 def save_confusion_png(path, confusion, classes, normalize=True, title=None):

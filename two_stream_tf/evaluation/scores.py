@@ -156,6 +156,8 @@ def load_scores(path):
                 raise UserError(f"{path}: not a score file, missing array(s) {', '.join(missing)} "
                                 f"(has {', '.join(data.files) or 'none'})")
             arrays = {key: data[key] for key in _KEYS + _OPTIONAL_KEYS if key in data.files}
+    except UserError:  # already names the file; a UserError is a ValueError, so let it through first
+        raise
     except (OSError, ValueError) as error:
         raise UserError(f"{path}: cannot read as a score file (.npz of plain arrays): {error}") from None
     try:

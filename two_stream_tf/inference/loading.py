@@ -4,9 +4,11 @@ A prediction model is one of:
   - a two-stream model from `two_stream_tf.models.two_stream_model` (inputs `{"rgb", "flow"}`);
   - a spatial and a temporal stream model, fused here by the (weighted) average of their softmax scores;
   - a single stream model (spatial or temporal alone).
-Each may be given as a Keras model, a `.keras` file, or a training run folder (`model_dir`: its
-`final.keras`, else its latest checkpoint; a best-by-validation model only when its file is named). Which
-stream a single-input model is comes from its input channels: 3 is RGB, 2L is a stack of L flow pairs. TSN segment models are unfolded into their per-frame models.
+Each may be given as a Keras model, a `.keras` file, a URL of a `.keras` file (downloaded once and cached,
+see `two_stream_tf.models.remote`), or a training run folder (`model_dir`: its `final.keras`, else its
+latest checkpoint; a best-by-validation model only when its file is named). Which stream a single-input
+model is comes from its input channels: 3 is RGB, 2L is a stack of L flow pairs. TSN segment models are
+unfolded into their per-frame models.
 
 What the model file does not hold comes from the run folder's `train_config.json` when there is one
 (class names, the RGB normalisation), else from the model's name (`spatial_<backbone>`, as
@@ -67,7 +69,7 @@ def load_prediction_models(model_or_paths, class_names=None, *, rgb_normalizatio
     """Loads and checks the models for prediction.
 
     Args:
-      model_or_paths: a Keras model, a `.keras` path or run folder, or a pair/list of them (a spatial and a
+      model_or_paths: a Keras model, a `.keras` path, URL or run folder, or a pair/list of them (a spatial and a
         temporal stream, in any order).
       class_names: class names (a sequence of K strings), a classInd-style file (`1 ApplyEyeMakeup` per
         line), or None to use the run's `train_config.json` (else "class_0" …).
@@ -107,9 +109,11 @@ def _load(item):
     """(model, run config or None, description) of a model argument."""
     if isinstance(item, keras.Model):
         return item, None, f"model {item.name}"
-    from two_stream_tf.models import load_model
+    from two_stream_tf.models import load_model, remote
     from two_stream_tf.training.checkpoints import find_model_file
     path = os.fspath(item)
+    if remote.is_url(path):
+        path = remote.fetch_model(path)  # downloaded once, then read from the cache
     found = find_model_file(path)
     if found is None:
         what = "no model in folder" if os.path.isdir(path) else "model file not found"

@@ -16,6 +16,14 @@ Layers every stream model has, by name (generic code such as fusion relies on th
   "logits"      class scores before the softmax, `(B, K)` (after the consensus in a segment model)
   "predictions" the softmax, always float32 (also under a mixed_float16 policy)
 A segment model also has "merge_segments", "segment_logits" (per-segment scores) and "split_segments".
+
+The classifier starts from N(0, 0.001) weights and zero biases, as in both TSN implementations (Caffe's
+fc-action filler, tsn-pytorch's new_fc): the first scores are close to zero and the loss starts at
+ln(K). Keras' default (Glorot) init gives the pooled ImageNet features, scaled up by dropout's 1/(1-rate),
+scores of several units: with 42 classes a first loss of 8-11 instead of 3.7 and a first gradient norm of
+160-220 instead of 15, most of it in the backbone's last blocks. With partial BN the frozen layers cannot re-centre their outputs, so those first
+steps push the backbone's last activation to zero everywhere and every video gets the same scores (see
+docs/training.md, "Training health").
 """
 import keras
 
@@ -23,6 +31,9 @@ from two_stream_tf.errors import UserError
 from two_stream_tf.models.backbones import get_backbone
 from two_stream_tf.models.consensus import MergeSegments, SegmentConsensus, SplitSegments, check_consensus
 from two_stream_tf.models.cross_modality import flow_backbone
+
+# TSN's classifier init (Caffe `gaussian std: 0.001`, tsn-pytorch `normal_(new_fc.weight, 0, 0.001)`).
+CLASSIFIER_INIT_STDDEV = 0.001
 
 
 def spatial_model(num_classes, backbone="xception", weights="imagenet", input_shape=None, dropout=0.5,
@@ -144,10 +155,12 @@ def _stream_model(backbone, num_classes, *, dropout, partial_bn, num_segments, c
     x = backbone(x)
     x = keras.layers.Identity(name="features")(x)
     x = keras.layers.Dropout(dropout, name="dropout")(x)
+    classifier = dict(kernel_initializer=keras.initializers.RandomNormal(stddev=CLASSIFIER_INIT_STDDEV),
+                      bias_initializer="zeros")
     if num_segments is None:
-        logits = keras.layers.Dense(int(num_classes), name="logits")(x)
+        logits = keras.layers.Dense(int(num_classes), name="logits", **classifier)(x)
     else:
-        x = keras.layers.Dense(int(num_classes), name="segment_logits")(x)
+        x = keras.layers.Dense(int(num_classes), name="segment_logits", **classifier)(x)
         x = SplitSegments(int(num_segments), name="split_segments")(x)
         logits = SegmentConsensus(consensus, name="logits")(x)
     # float32 softmax: under mixed_float16 the probabilities (and the loss) stay in full precision.

@@ -7,7 +7,9 @@
 `train` builds the split indices, picks the distribution strategy, builds the model and optimizer under
 `strategy.scope()`, feeds the input pipelines through `strategy.distribute_datasets_from_function` (the
 global batch is split across replicas) and runs `model.fit` with the callbacks of
-`two_stream_tf.training.callbacks`. Everything lands in `model_dir`:
+`two_stream_tf.training.callbacks` (and the caller's own, `train(config, callbacks=[...])`). A run may start
+from a trained model (`init_from`, see `two_stream_tf.training.warm_start`) and fine-tune in stages
+(`trainable_layers`, see `two_stream_tf.training.finetune`). Everything lands in `model_dir`:
 
   final.keras                   the model after the last epoch (what evaluation scores by default)
   best.keras                    best model by top-1 on the held-out validation videos
@@ -24,6 +26,7 @@ global batch is split across replicas) and runs `model.fit` with the callbacks o
   train_config.json             the run's configuration as plain values, paths absolute (also read by
                                 evaluation)
   train.lock                    while a run trains: its pid and host (one run per model_dir)
+  health.log                    warnings of the health checks, when there were any (`training.health`)
 
 Validation videos are held out of the split's training list (`validation_split`, a stratified fraction,
 or `validation_list`, a list file; see `two_stream_tf.data.holdout`); training never opens the test list.
@@ -44,9 +47,12 @@ import tensorflow as tf
 
 from two_stream_tf import storage
 from two_stream_tf.errors import UserError
-from two_stream_tf.training import atomic, backup as backup_lib, callbacks, checkpoints, data_health, losses
+from two_stream_tf.training import atomic, backup as backup_lib, callbacks, checkpoints, data_health, health
+from two_stream_tf.training import losses
 from two_stream_tf.training import run_folder, schedules, summaries
 from two_stream_tf.training import strategy as strategy_lib
+
+_callbacks_module = callbacks
 
 STREAMS = ("spatial", "temporal", "fusion")
 CONFIG_NAME = "train_config.json"
@@ -71,9 +77,18 @@ class TrainConfig:
       classifier, Keras' transfer-learning recipe, and a temporal stream's first convolution), num_segments (None: single
       snippets), stack_length; for "fusion": spatial_model and temporal_model (.keras files or model
       dirs) and fusion ("recurrent").
+    Fine-tuning:
+      init_from: start from a trained stream model (a .keras file, a run folder or a URL of a .keras file):
+        all its weights for the same classes, all but the classifier for others (`weights` is then
+        unused; image_size None takes the model's).
+      trainable_layers: a staged schedule such as "classifier@0,blocks:2@10" (the classifier alone for
+        10 epochs, then also the backbone's top two blocks); None trains every layer. See
+        `two_stream_tf.training.finetune`.
     Optimisation:
       batch_size (global), epochs or train_steps, steps_per_epoch (None: one pass over the training list),
-      optimizer, learning_rate, momentum, weight_decay, lr_schedule ("constant", "step", "cosine"),
+      optimizer, learning_rate, reference_batch_size (the global batch learning_rate is given for; the
+      rate used is learning_rate * batch_size / reference_batch_size, TSN's linear rule; 0: as given),
+      momentum, weight_decay, lr_schedule ("constant", "step", "cosine"),
       lr_boundaries (optimizer steps), lr_decay, warmup_steps, label_smoothing, clip_norm (global norm,
       0: off), mixed_precision, jit_compile.
     Run:
@@ -91,6 +106,8 @@ class TrainConfig:
     Checkpoints and logs:
       checkpoint_every (epochs), keep_checkpoints (keep the newest N periodic checkpoints, 0: all),
       backup_every_steps (0: each epoch), tensorboard_images, verbose.
+    Health (see `two_stream_tf.training.health`):
+      health_checks (on by default), health_every_steps, stop_on_collapse.
     """
 
     stream: str
@@ -114,12 +131,15 @@ class TrainConfig:
     spatial_model: str = None
     temporal_model: str = None
     fusion: str = "recurrent"
+    init_from: str = None
+    trainable_layers: str = None
     batch_size: int = 32
     epochs: int = None
     train_steps: int = None
     steps_per_epoch: int = None
     optimizer: str = "sgd"
     learning_rate: float = 0.001
+    reference_batch_size: int = 0
     momentum: float = 0.9
     weight_decay: float = 5e-4
     lr_schedule: str = "step"
@@ -151,10 +171,16 @@ class TrainConfig:
     backup_every_steps: int = 0
     tensorboard_images: bool = True
     verbose: int = 1
+    health_checks: bool = True
+    health_every_steps: int = 50
+    stop_on_collapse: bool = False
 
     def to_json(self):
         values = dataclasses.asdict(self)
         values["lr_boundaries"] = list(values["lr_boundaries"])
+        if values["trainable_layers"] is not None and not isinstance(values["trainable_layers"], str):
+            from two_stream_tf.training.finetune import format_stages
+            values["trainable_layers"] = format_stages(self.trainable_layers)
         if values["class_subset"] is not None and not isinstance(values["class_subset"], str):
             values["class_subset"] = list(values["class_subset"])
         return values
@@ -330,26 +356,43 @@ def _load_stream(path, which):
     return load_model(found, compile=False)
 
 
-def build_model(config, num_classes, image_size):
-    """The Keras model of a run (call under `strategy.scope()`)."""
+def build_model(config, num_classes, image_size, classes=None):
+    """The Keras model of a run (call under `strategy.scope()`).
+
+    With `config.init_from`, the model takes the trained model's weights (see
+    `two_stream_tf.training.warm_start`); `classes` (the run's class names) decide whether its classifier
+    is kept.
+    """
     from two_stream_tf import models
 
     segments = config.num_segments or None
     kwargs = dict(config.backbone_kwargs)
     if config.stream in ("spatial", "temporal"):
         extra = {} if config.dropout is None else {"dropout": config.dropout}
+        # Weights from a trained model replace the ImageNet ones: no need to read those first.
+        weights = None if config.init_from else config.weights
         if config.stream == "spatial":
-            model = models.spatial_model(num_classes, backbone=config.backbone, weights=config.weights,
+            model = models.spatial_model(num_classes, backbone=config.backbone, weights=weights,
                                          input_shape=(image_size, image_size), partial_bn=config.partial_bn,
                                          num_segments=segments, **extra, **kwargs)
         else:
-            model = models.temporal_model(num_classes, backbone=config.backbone, weights=config.weights,
+            model = models.temporal_model(num_classes, backbone=config.backbone, weights=weights,
                                           input_shape=(image_size, image_size), stack_length=config.stack_length,
                                           partial_bn=config.partial_bn, num_segments=segments, **extra, **kwargs)
+        if config.init_from:
+            from two_stream_tf.training import warm_start
+            start = warm_start.initialize_from(model, config.init_from, classes=classes)
+            if config.verbose:
+                print(f"init_from {start.source}: "
+                      f"{'all weights but the classifier (new classes)' if start.reheaded else 'all weights'}",
+                      flush=True)
         if config.freeze_backbone:
             _freeze_backbone(model.get_layer("backbone"), models.get_backbone(config.backbone),
                              keep_first_conv=config.stream == "temporal")
         return model
+    if config.init_from:
+        raise UserError("init_from: a fusion run starts from its trained streams (spatial_model, "
+                        "temporal_model); init_from takes a stream run")
     spatial = _load_stream(config.spatial_model, "spatial_model")
     temporal = _load_stream(config.temporal_model, "temporal_model")
     for stream in (spatial, temporal):
@@ -382,12 +425,17 @@ def stream_input_facts(config):
         return image_size, run.get("rgb_normalization", "tf")
     from two_stream_tf.models import get_backbone
     spec = get_backbone(config.backbone)
+    if config.init_from and not config.image_size:
+        from two_stream_tf.training import warm_start
+        return warm_start.source_image_size(config.init_from), spec.rgb_normalization
     return config.image_size or spec.default_input_size, spec.rgb_normalization
 
 
 def build_optimizer(config, total_steps):
     """The optimizer with its learning-rate schedule, weight decay (not on biases and BN) and clipping."""
-    schedule = schedules.build_schedule(config.lr_schedule, config.learning_rate, total_steps=total_steps,
+    learning_rate = schedules.scaled_learning_rate(config.learning_rate, config.batch_size,
+                                                   config.reference_batch_size)
+    schedule = schedules.build_schedule(config.lr_schedule, learning_rate, total_steps=total_steps,
                                         boundaries=config.lr_boundaries, decay_rate=config.lr_decay,
                                         warmup_steps=config.warmup_steps)
     common = dict(learning_rate=schedule, weight_decay=config.weight_decay or None,
@@ -434,7 +482,8 @@ def _absolute_paths(config):
     return dataclasses.replace(config, frames_root=absolute(config.frames_root),
                                split_dir=absolute(config.split_dir), model_dir=absolute(config.model_dir),
                                spatial_model=absolute(config.spatial_model),
-                               temporal_model=absolute(config.temporal_model), weights=weights)
+                               temporal_model=absolute(config.temporal_model), weights=weights,
+                               init_from=absolute(config.init_from))
 
 
 def _finished_epochs(model_dir):
@@ -449,6 +498,46 @@ def _finished_epochs(model_dir):
         if rows and rows[-1]["epoch"] == epochs - 1:
             return epochs
     return None
+
+
+def run_length(config, num_train_videos):
+    """`(steps_per_epoch, epochs, total_steps)` of a run over `num_train_videos` training videos."""
+    steps_per_epoch = config.steps_per_epoch or max(1, math.ceil(num_train_videos / config.batch_size))
+    epochs = config.epochs or max(1, math.ceil((config.train_steps or steps_per_epoch) / steps_per_epoch))
+    return steps_per_epoch, epochs, config.train_steps or epochs * steps_per_epoch
+
+
+def check_optimisation(config):
+    """Raises UserError for a learning rate (or another optimiser number) that is not finite, or a
+    non-positive learning rate or negative warm-up."""
+    for name in ("learning_rate", "momentum", "weight_decay", "lr_decay", "label_smoothing", "clip_norm"):
+        value = getattr(config, name)
+        if value is not None and not math.isfinite(float(value)):
+            raise UserError(f"{name}={value} is not a finite number")
+    if not config.learning_rate > 0:
+        raise UserError(f"learning_rate={config.learning_rate} must be positive")
+    if config.warmup_steps < 0:
+        raise UserError(f"warmup_steps={config.warmup_steps} must not be negative")
+
+
+def check_warmup(config, total_steps):
+    """Raises UserError when the linear warm-up would not end before the run does."""
+    if config.warmup_steps and config.warmup_steps >= total_steps:
+        raise UserError(f"warmup_steps={config.warmup_steps} is not shorter than the run ({total_steps} "
+                        "optimizer steps): the learning rate would never reach its base value")
+
+
+def _stages(config):
+    if not config.trainable_layers:
+        return ()
+    from two_stream_tf.training import finetune
+    if config.stream == "fusion":
+        raise UserError("trainable_layers: a fusion run trains only its head on frozen streams")
+    if config.freeze_backbone:
+        raise UserError("trainable_layers and freeze_backbone both given: freeze_backbone is the schedule "
+                        "'classifier@0'; give one")
+    stages = config.trainable_layers
+    return finetune.parse_stages(stages) if isinstance(stages, str) else tuple(stages)
 
 
 def _check_not_finished(model_dir, chief=True):
@@ -507,7 +596,7 @@ def _numpy_batch(dataset_function, limit):
     return x, np.concatenate(ys)[:limit]
 
 
-def train(config, *, strategy=None, indices=None, flags_text=None):
+def train(config, *, strategy=None, indices=None, flags_text=None, callbacks=None):
     """Trains the model `config` describes and writes the run folder (see the module docstring).
 
     A rerun with the same config resumes an interrupted run: from the newest good backup (a damaged one
@@ -520,6 +609,9 @@ def train(config, *, strategy=None, indices=None, flags_text=None):
       indices: `(train_index, validation_index)` already opened (default: `open_indices(config)`); the
         validation index may be None (no validation).
       flags_text: the command-line flags used, saved as `model_dir/flags.cfg` (flagfile format).
+      callbacks: Keras callbacks of the caller (e.g. `keras.callbacks.EarlyStopping`, a TensorBoard of
+        one's own), run after the library's own in `model.fit`. A callback that stops training
+        (`model.stop_training = True`) ends the run: `final.keras` is the model at that epoch.
 
     Returns:
       A `TrainResult`.
@@ -527,10 +619,26 @@ def train(config, *, strategy=None, indices=None, flags_text=None):
     Raises:
       UserError: bad paths, a split that does not match the frames, a batch size the replicas cannot
         share, a model_dir holding a finished run, used by another live run (naming its pid), or holding
-        a run with other settings (naming the flags).
+        a run with other settings (naming the flags), a learning rate that is not a positive finite number,
+        a warm-up longer than the run, a fine-tuning schedule that does not fit the run or backbone, an
+        init_from model that does not fit.
     """
+    # The `callbacks` argument hides the module of the same name here; keep both apart.
+    user_callbacks, callbacks = list(callbacks or ()), _callbacks_module
     if config.stream not in STREAMS:
         raise UserError(f"unknown stream {config.stream!r}; one of {', '.join(STREAMS)}")
+    # Settings that cannot train fail before the run folder is made (nothing is left behind).
+    check_optimisation(config)
+    stages = _stages(config)
+    indices = indices if indices is not None else open_indices(config)
+    train_index = indices[0]
+    if len(train_index) == 0:
+        raise UserError(f"the training list of split {config.split} in {config.split_dir} has no videos")
+    _, epochs, total_steps = run_length(config, len(train_index))
+    check_warmup(config, total_steps)
+    if stages:
+        from two_stream_tf.training import finetune
+        finetune.check_stages(stages, epochs)
     model_dir = run_folder.prepare(config.model_dir)
     config = _absolute_paths(dataclasses.replace(config, model_dir=model_dir))
     strategy = strategy or strategy_lib.create_strategy(config.strategy, config.tpu)
@@ -545,18 +653,20 @@ def train(config, *, strategy=None, indices=None, flags_text=None):
         final = _check_not_finished(model_dir, chief)
         if final is not None:
             return _finished_result(model_dir, final, replicas)
-        return _train_locked(config, strategy, indices, flags_text, chief)
+        return _train_locked(config, strategy, indices, flags_text, chief, user_callbacks)
     finally:
         lock.release()
 
 
-def _train_locked(config, strategy, indices, flags_text, chief):
+def _train_locked(config, strategy, indices, flags_text, chief, user_callbacks=()):
     model_dir = config.model_dir
     replicas = strategy.num_replicas_in_sync
-    train_index, val_index = indices if indices is not None else open_indices(config)
-    if len(train_index) == 0:
-        raise UserError(f"the training list of split {config.split} in {config.split_dir} has no videos")
+    train_index, val_index = indices  # opened and checked by `train`
     num_classes = len(train_index.classes)
+    steps_per_epoch, epochs, total_steps = run_length(config, len(train_index))
+    stages = _stages(config)
+    if stages:
+        from two_stream_tf.training import finetune
     write_dir = strategy_lib.write_dir(model_dir, strategy)
     storage.makedirs(write_dir)
     backup_dir = storage.join(model_dir, BACKUP_DIR)
@@ -570,9 +680,6 @@ def _train_locked(config, strategy, indices, flags_text, chief):
         keras.mixed_precision.set_global_policy(_mixed_precision_policy(strategy))
     try:
         image_size, rgb_normalization = stream_input_facts(config)
-        steps_per_epoch = config.steps_per_epoch or max(1, math.ceil(len(train_index) / config.batch_size))
-        epochs = config.epochs or max(1, math.ceil((config.train_steps or steps_per_epoch) / steps_per_epoch))
-        total_steps = config.train_steps or epochs * steps_per_epoch
 
         run = dict(config.to_json(), image_size=image_size, rgb_normalization=rgb_normalization,
                    classes=list(train_index.classes), num_classes=num_classes, train_videos=len(train_index),
@@ -593,8 +700,14 @@ def _train_locked(config, strategy, indices, flags_text, chief):
                                   format_list(_split_entries_of(val_index)))
 
         with strategy.scope():
-            model = build_model(config, num_classes, image_size)
+            model = build_model(config, num_classes, image_size, classes=train_index.classes)
             compile_model(model, config, total_steps, num_classes)
+            if stages:
+                # Builds the optimizer for every stage's variables: under the scope, like the model (and
+                # before the backup is restored, so the optimizer's variables are there to restore into).
+                from two_stream_tf.models import get_backbone
+                unfreezing = finetune.StagedUnfreezing(model, stages, get_backbone(config.backbone),
+                                                       verbose=bool(config.verbose))
         backup = backup_lib.RunBackup(backup_dir, save_freq=config.backup_every_steps or "epoch",
                                       write_dir=storage.join(write_dir, BACKUP_DIR))
         initial_epoch = 0
@@ -644,6 +757,8 @@ def _train_locked(config, strategy, indices, flags_text, chief):
             callbacks.ResumableCSVLogger(storage.join(write_dir, CSV_NAME)),
             summaries.EpochScalars(storage.join(write_dir, TENSORBOARD_DIR)),
         ]
+        if stages:
+            run_callbacks.append(unfreezing)
         if config.tensorboard_images and chief:
             samples, _ = _numpy_batch(train_fn, 4)
             validation = None
@@ -659,6 +774,18 @@ def _train_locked(config, strategy, indices, flags_text, chief):
                 storage.join(write_dir, TENSORBOARD_DIR), samples, config.stream, train_index.classes,
                 validation=validation, rgb_normalization=rgb_normalization,
                 period=config.validation_freq))
+        run_callbacks.extend(user_callbacks)
+
+        if config.health_checks:
+            # Last in the list, after the caller's callbacks too: with stop_on_collapse its on_train_end
+            # raises, after the others have run.
+            run_callbacks.append(health.TrainingHealth(
+                _numpy_batch(train_fn, 8)[0], num_classes, every_steps=config.health_every_steps,
+                stop_on_collapse=config.stop_on_collapse, batch_size=config.batch_size,
+                learning_rate=schedules.scaled_learning_rate(config.learning_rate, config.batch_size,
+                                                             config.reference_batch_size),
+                partial_bn=config.partial_bn, echo=chief,
+                log_path=storage.join(write_dir, health.LOG_NAME) if chief else None))
 
         trained_epochs = []
         if initial_epoch < epochs:

@@ -28,7 +28,8 @@ DONE_NAME = "done.json"
 RESUMABLE = frozenset({
     "verbose", "data_threads", "tf_data_service", "index_cache", "tensorboard_images", "strategy", "tpu",
     "frames_root", "split_dir", "model_dir", "checkpoint_every", "backup_every_steps", "keep_checkpoints",
-    "num_replicas", "strict", "validation_scores", "protocol_snippets", "protocol_crops",
+    "num_replicas", "strict", "validation_scores", "protocol_snippets", "protocol_crops", "health_checks",
+    "health_every_steps", "stop_on_collapse",
 })
 # Values derived from the data: (name in the run config, how to name it in a message).
 _DERIVED = {"num_classes": "the number of classes (--split_dir, --class_subset, --dataset)",

@@ -93,6 +93,21 @@ class LinearWarmup(keras.optimizers.schedules.LearningRateSchedule):
         return {"after": after, "warmup_steps": self.warmup_steps, "start_ratio": self.start_ratio}
 
 
+def scaled_learning_rate(learning_rate, batch_size, reference_batch_size=0):
+    """The learning rate for a global batch of `batch_size`, given one for `reference_batch_size`.
+
+    TSN's linear rule: the rate is proportional to the global batch (the RGB solver's 0.001 and the flow
+    solver's 0.005 are for 128 = 4 GPUs x 32), so the rate per sample stays the same:
+    `learning_rate * batch_size / reference_batch_size`. With `reference_batch_size` 0 (or None) the rate
+    is `learning_rate` as given. Boundaries of a step schedule are optimizer steps and are not changed.
+    """
+    if not reference_batch_size:
+        return float(learning_rate)
+    if reference_batch_size < 0 or batch_size < 1:
+        raise ValueError(f"batch sizes must be positive, got {batch_size} for reference {reference_batch_size}")
+    return float(learning_rate) * batch_size / reference_batch_size
+
+
 def build_schedule(name, base_lr, *, total_steps=None, boundaries=(), decay_rate=0.1, warmup_steps=0,
                    min_ratio=0.0):
     """A learning-rate schedule by name.
