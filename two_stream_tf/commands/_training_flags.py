@@ -37,6 +37,9 @@ def define_data_flags(fv):
                         "file; labels become 0..k-1 in this order.", flag_values=fv)
     flags.DEFINE_boolean("index_cache", True, "Cache the frame counts of --frames_root in a JSON file there.",
                          flag_values=fv)
+    flags.DEFINE_string("frame_size", "", "Resize frames stored at another size to WIDTHxHEIGHT (as OpenCV does) "
+                        "before cropping, in training and validation (TSN: 340x256); empty: crop frames as stored. "
+                        "evaluate uses it unless --test_frame_size is given.", flag_values=fv)
     flags.DEFINE_boolean("strict", False, "Stop with an error naming the file at the first unreadable frame "
                          "(empty, truncated, damaged header, another size than its stack) instead of skipping its "
                          "training sample or leaving its test view out of the video's score.", flag_values=fv)

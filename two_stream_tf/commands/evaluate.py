@@ -121,6 +121,12 @@ def main(argv, prog="two-stream evaluate"):
     except ValueError as error:
         raise UserError(f"--{flag}: {storage.join(run_dir, fit.CONFIG_NAME)} is not valid JSON ({error})") from None
     values = _settings(fv, run)
+    if not fv["test_frame_size"].present:
+        # A model trained on frames resized to a protocol size (--frame_size) is tested on them too.
+        if fv["frame_size"].present:
+            test_frame_size = common.frame_size(fv.frame_size, "frame_size")
+        elif (run or {}).get("frame_size"):
+            test_frame_size = tuple(run["frame_size"])
     for name in ("stream", "frames_root", "split_dir"):
         if not values[name]:
             where = f"{run_dir} has no {fit.CONFIG_NAME}" if run_dir else "a downloaded model has no run folder"

@@ -110,6 +110,7 @@ def config_from_flags(fv):
         jit_compile=fv.jit_compile, strategy=fv.strategy, tpu=fv.tpu, seed=fv.seed,
         deterministic=fv.deterministic, shuffle_buffer=fv.shuffle_buffer, data_threads=fv.data_threads,
         tf_data_service=fv.tf_data_service, strict=fv.strict,
+        frame_size=common.frame_size(fv.frame_size, "frame_size"),
         validation=fv.validation, validation_freq=fv.validation_freq, validation_videos=fv.validation_videos,
         validation_split=validation_split, validation_list=validation_list, validation_scores=fv.validation_scores,
         protocol_snippets=fv.test_snippets, protocol_crops=int(fv.test_crops),

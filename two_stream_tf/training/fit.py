@@ -96,7 +96,8 @@ class TrainConfig:
       shuffle_buffer, data_threads, tf_data_service (`grpc://HOST:PORT` of a tf.data service dispatcher:
       the training pipeline runs on its workers, see `two_stream_tf.data.service`), strict (stop with an
       error naming the file at the first unreadable frame instead of skipping its sample; always so with
-      tf_data_service).
+      tf_data_service), frame_size (None, or `(height, width)` that frames stored at another size are
+      resized to before cropping, as `cv2.resize` does: TSN's 340×256 is (256, 340)).
     Validation (model selection; never on the test list):
       validation_split (a stratified fraction of the training videos held out, 0: none) or
       validation_list (a list file of training videos to hold out); validation (validate every
@@ -166,6 +167,7 @@ class TrainConfig:
     protocol_snippets: int = 25
     protocol_crops: int = 10
     strict: bool = False
+    frame_size: tuple = None
     checkpoint_every: int = 1
     keep_checkpoints: int = 0
     backup_every_steps: int = 0
@@ -181,6 +183,8 @@ class TrainConfig:
         if values["trainable_layers"] is not None and not isinstance(values["trainable_layers"], str):
             from two_stream_tf.training.finetune import format_stages
             values["trainable_layers"] = format_stages(self.trainable_layers)
+        if values["frame_size"] is not None:
+            values["frame_size"] = list(values["frame_size"])
         if values["class_subset"] is not None and not isinstance(values["class_subset"], str):
             values["class_subset"] = list(values["class_subset"])
         return values
@@ -301,7 +305,8 @@ def dataset_fn(config, index, *, training, rgb_normalization, image_size, num_sn
     # Workers of a tf.data service cannot call back into this process's Python, so there a corrupt JPEG
     # stops training with an error naming the file instead of being skipped and counted.
     common = dict(batch_size=batch_size, image_size=image_size, seed=config.seed,
-                  deterministic=config.deterministic, strict=bool(service) or bool(config.strict), stats=stats)
+                  deterministic=config.deterministic, strict=bool(service) or bool(config.strict), stats=stats,
+                  frame_size=None if config.frame_size is None else tuple(config.frame_size))
     if config.stream == "spatial":
         build, extra = pipelines.spatial_dataset, dict(rgb_normalization=rgb_normalization)
     elif config.stream == "temporal":
@@ -845,6 +850,7 @@ def score_validation(config, model_path, val_index, *, image_size, rgb_normaliza
     scores = protocol.evaluate(model, val_index, config.stream, image_size=image_size,
                                num_snippets=config.protocol_snippets, crops=config.protocol_crops,
                                stack_length=config.stack_length, rgb_normalization=rgb_normalization,
+                               frame_size=None if config.frame_size is None else tuple(config.frame_size),
                                progress=config.verbose == 1)
     output_dir = evaluation_dir(storage.dirname(model_path), config.split, "validation")
     report.write_report(output_dir, scores, title=f"{config.stream} split {config.split} validation",
